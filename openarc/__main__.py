@@ -1,0 +1,5 @@
+import sys
+
+from openarc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""The YAML config: typed with msgspec, checked strictly, every error naming the file and the key path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+ModelId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
+PropertyValue = str | int | float | bool
+
+
+class ConfigStruct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: an unknown key is an error, so typos never pass silently."""
+
+
+class ServerConfig(ConfigStruct):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    api_keys: list[Annotated[str, Meta(min_length=1)]] = []
+    # Seconds in-flight requests get to finish after SIGTERM/SIGINT before workers are stopped.
+    drain_timeout: Annotated[float, Meta(ge=0)] = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SchedulerConfig(ConfigStruct):
+    """GenAI `SchedulerConfig` fields; unset ones keep GenAI's default."""
+
+    # KV-cache size in GB; 0 lets GenAI grow the cache on demand (CPU).
+    cache_size: Annotated[int, Meta(ge=0)] | None = None
+    num_kv_blocks: Annotated[int, Meta(ge=0)] | None = None
+    # Also OpenArc's admission limit: GenAI ignores it under dynamic_split_fuse, so the worker enforces it.
+    max_num_seqs: PositiveInt = 64
+    max_num_batched_tokens: PositiveInt | None = None
+    enable_prefix_caching: bool = True
+    dynamic_split_fuse: bool | None = None
+
+
+class GenerationDefaults(ConfigStruct):
+    """Per-model defaults for sampling parameters a request leaves unset."""
+
+    max_tokens: PositiveInt | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    presence_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0)] | None = None
+
+
+class ModelConfig(ConfigStruct):
+    id: ModelId
+    # An OpenVINO IR folder or a .gguf file; relative paths are relative to the config file.
+    source: Annotated[str, Meta(min_length=1)]
+    task: Literal["llm"] = "llm"
+    # One worker process (replica) per entry.
+    devices: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["CPU"]
+    )
+    scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)
+    properties: dict[str, PropertyValue] = {}
+    generation: GenerationDefaults = msgspec.field(default_factory=GenerationDefaults)
+    # A Jinja chat template, inline or as a path to a file; replaces the model's own.
+    chat_template: str | None = None
+
+
+class Config(ConfigStruct):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    models: list[ModelConfig] = []
+
+
+class ConfigError(Exception):
+    """A config that cannot be served; the message names the file, the key path and what was expected."""
+
+
+_VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
+
+
+def check_device(name: str, available: Sequence[str]) -> str | None:
+    """Why `name` cannot run here, or None. `GPU` means `GPU.0`; AUTO/HETERO/MULTI name their members."""
+    head, _, members = name.partition(":")
+    if head in _VIRTUAL_DEVICES:
+        if not members:
+            return None if head == "AUTO" else f"{head} needs a device list, e.g. {head}:GPU,CPU"
+        for member in members.split(","):
+            problem = check_device(member.strip(), available)
+            if problem:
+                return problem
+        return None
+    if name in available:
+        return None
+    if "." not in name and any(device.startswith(name + ".") for device in available):
+        return None
+    return f"device {name!r} is not available on this machine (available: {', '.join(available) or 'none'})"
+
+
+def _resolve_chat_template(value: str, base: Path) -> str | None:
+    if "{{" in value or "{%" in value:
+        return value
+    path = (base / value).expanduser()
+    return path.read_text() if path.is_file() else None
+
+
+def _check_model(model: ModelConfig, index: int, base: Path, available: Sequence[str]) -> list[str]:
+    where = f"$.models[{index}]"
+    problems = []
+    source = (base / model.source).expanduser()
+    if not source.exists():
+        problems.append(f"{where}.source: no such file or folder: {source}")
+    elif source.is_file() and source.suffix.lower() != ".gguf":
+        problems.append(f"{where}.source: expected an OpenVINO IR folder or a .gguf file, got {source}")
+    elif source.is_dir() and not (source / "openvino_model.xml").is_file():
+        problems.append(f"{where}.source: {source} holds no openvino_model.xml (not an OpenVINO IR folder)")
+    else:
+        model.source = str(source.resolve())
+    for i, device in enumerate(model.devices):
+        problem = check_device(device, available)
+        if problem:
+            problems.append(f"{where}.devices[{i}]: {problem}")
+    if model.chat_template is not None:
+        template = _resolve_chat_template(model.chat_template, base)
+        if template is None:
+            problems.append(f"{where}.chat_template: not a Jinja template and no such file: {model.chat_template}")
+        else:
+            model.chat_template = template
+    return problems
+
+
+def available_devices() -> list[str]:
+    # Imported on demand: only config checking needs OpenVINO in the HTTP process.
+    import openvino
+
+    return list(openvino.Core().available_devices)
+
+
+def parse_config(text: str | bytes, path: Path, devices: Callable[[], Sequence[str]] = available_devices) -> Config:
+    """Decode and check a config; `path` names the file in errors and anchors relative paths."""
+    try:
+        config = msgspec.yaml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_with_path(str(exc))}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    base = path.resolve().parent
+    available = devices()
+    problems = []
+    seen: set[str] = set()
+    for index, model in enumerate(config.models):
+        if model.id in seen:
+            problems.append(f"$.models[{index}].id: duplicate model id {model.id!r}")
+        seen.add(model.id)
+        problems.extend(_check_model(model, index, base, available))
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {problem}" for problem in problems))
+    return config
+
+
+def load_config(path: Path, devices: Callable[[], Sequence[str]] = available_devices) -> Config:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    return parse_config(text, path, devices)
+
+
+_AT_PATH = re.compile(r"^(?P<what>.*) - at `(?P<path>[^`]*)`$")
+
+
+def _with_path(message: str) -> str:
+    """msgspec says 'what - at `$.path`'; lead with the path, as every other config error does."""
+    match = _AT_PATH.match(message)
+    if match:
+        return f"{match['path']}: {match['what']}"
+    return f"$: {message}"

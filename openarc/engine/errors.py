@@ -1,0 +1,17 @@
+"""What can go wrong with a request inside the engine, independent of HTTP."""
+
+
+class EngineError(Exception):
+    """Base of engine errors; the message is safe to show to a client."""
+
+
+class RequestRejected(EngineError):
+    """The worker refused the request as given (prompt too long, template failure): the client's to fix."""
+
+
+class EngineFailure(EngineError):
+    """The engine failed while running the request (step error, worker died)."""
+
+
+class ModelUnavailable(EngineError):
+    """No replica of the model can take requests (failed to load, or all down)."""

@@ -1,0 +1,119 @@
+"""Messages between the HTTP process's engine and a device worker process.
+
+Framed as a 4-byte big-endian length and a msgpack body. The engine sends a `LoadModel` first, then
+`Command`s; the worker answers `WorkerReady` or `WorkerFailed`, then one `StepReport` per engine step
+carrying every request's new text, never one message per token.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+FRAME_HEADER = struct.Struct(">I")
+
+ErrorKind = Literal["invalid_request", "engine"]
+FinishReason = Literal["stop", "length"]
+
+
+class LoadModel(msgspec.Struct, kw_only=True):
+    model_id: str
+    source: str
+    device: str
+    scheduler: dict[str, Any]
+    properties: dict[str, Any]
+    chat_template: str | None = None
+    # The worker's admission limit: GenAI ignores max_num_seqs under dynamic split-fuse.
+    max_num_seqs: int = 64
+
+
+class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Resolved sampling settings: every default is already applied by the serving layer."""
+
+    # None: generate until the end of the context.
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    stop: list[str] = []
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    ignore_eos: bool = False
+
+
+class ChatPrompt(msgspec.Struct, tag="chat"):
+    """Messages as plain dicts, ready for the chat template."""
+
+    messages: list[dict[str, Any]]
+
+
+class TextPrompt(msgspec.Struct, tag="text"):
+    text: str
+
+
+class AddRequest(msgspec.Struct, tag="add"):
+    rid: int
+    prompt: ChatPrompt | TextPrompt
+    params: SamplingParams
+
+
+class AbortRequest(msgspec.Struct, tag="abort"):
+    rid: int
+
+
+class Shutdown(msgspec.Struct, tag="shutdown"):
+    pass
+
+
+Command = AddRequest | AbortRequest | Shutdown
+
+
+class RequestOutput(msgspec.Struct, array_like=True, omit_defaults=True):
+    """What one request produced since the last report. `error` ends the request."""
+
+    rid: int
+    text: str = ""
+    tokens: int = 0
+    finish_reason: FinishReason | None = None
+    # Set on the first output of a request.
+    prompt_tokens: int | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+
+
+class WorkerStats(msgspec.Struct, kw_only=True):
+    active: int = 0
+    waiting: int = 0
+    steps: int = 0
+    # The most sequences one step has carried: proof of batching that does not depend on timing.
+    max_batch: int = 0
+    kv_cache_usage: float = 0.0
+    generated_tokens: int = 0
+
+
+class WorkerReady(msgspec.Struct, tag="ready", kw_only=True):
+    pid: int
+    load_seconds: float
+    context_length: int | None
+
+
+class WorkerFailed(msgspec.Struct, tag="failed"):
+    error: str
+
+
+class StepReport(msgspec.Struct, tag="step"):
+    outputs: list[RequestOutput]
+    stats: WorkerStats
+
+
+Event = WorkerReady | WorkerFailed | StepReport
+
+
+def frame(message: msgspec.Struct, encoder: msgspec.msgpack.Encoder) -> bytes:
+    body = encoder.encode(message)
+    return FRAME_HEADER.pack(len(body)) + body

@@ -1,0 +1,71 @@
+"""Run the daemon: start the workers, serve HTTP with hypercorn, drain on SIGTERM/SIGINT, stop the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from openarc.api.app import build_app
+from openarc.config import Config
+from openarc.engine.engine import Engine
+
+log = logging.getLogger("openarc")
+API_KEY_ENV = "OPENARC_API_KEY"
+
+
+def api_keys(config: Config) -> list[str]:
+    """Keys from the config plus a comma-separated OPENARC_API_KEY."""
+    from_env = [key.strip() for key in os.environ.get(API_KEY_ENV, "").split(",") if key.strip()]
+    return [*config.server.api_keys, *from_env]
+
+
+def key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+async def serve(config: Config) -> None:
+    engine = Engine(config.models, config.server.log_level)
+    keys = api_keys(config)
+    app = build_app(engine, keys)
+    if keys:
+        log.info("API keys required (fingerprints: %s)", ", ".join(key_fingerprint(k) for k in keys))
+    else:
+        log.warning("no API keys configured: every client is accepted")
+
+    hypercorn = HypercornConfig()
+    hypercorn.bind = [bind_address(config.server.host, config.server.port)]
+    # Hypercorn waits this long for in-flight responses after the shutdown trigger: our drain timeout.
+    hypercorn.graceful_timeout = config.server.drain_timeout
+    hypercorn.accesslog = None
+    hypercorn.errorlog = logging.getLogger("hypercorn.error")
+
+    shutdown = asyncio.Event()
+
+    def begin_drain(signame: str) -> None:
+        if not shutdown.is_set():
+            log.info("%s received: draining in-flight requests (up to %.0fs)", signame, config.server.drain_timeout)
+        app.state.draining = True
+        shutdown.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, begin_drain, sig.name)
+
+    engine.start()
+    try:
+        log.info("serving on http://%s", hypercorn.bind[0])
+        await hypercorn_serve(app, hypercorn, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+    finally:
+        log.info("stopping workers")
+        await engine.stop()
+        log.info("stopped")

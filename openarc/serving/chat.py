@@ -1,0 +1,160 @@
+"""Chat completions: OpenAI messages → the worker's chat template → choices or chunk events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from msgspec import UNSET, UnsetType
+
+from openarc.engine.engine import Engine
+from openarc.ipc import ChatPrompt
+from openarc.protocol.base import Usage
+from openarc.protocol.chat import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    ChatMessage,
+    DeveloperMessage,
+    ImageUrlPart,
+    InputAudioPart,
+    Message,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+    message_text,
+)
+from openarc.serving.errors import invalid_request, unsupported
+from openarc.serving.generation import Generation
+from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
+from openarc.serving.models import resolve
+from openarc.serving.sampling import check_common, sampling_params
+from openarc.serving.sse import DONE, error_event, event
+
+
+def _check_supported(request: ChatCompletionRequest) -> None:
+    check_common(request)
+    if request.logprobs:
+        raise unsupported("logprobs")
+    if request.tools:
+        raise unsupported("tools", "Tool calling is not available yet.")
+    if request.tool_choice not in (None, "none", "auto"):
+        raise unsupported("tool_choice", "Tool calling is not available yet.")
+    if request.response_format is not None and request.response_format.get("type") != "text":
+        raise unsupported("response_format", "Only {\"type\": \"text\"} is available yet.")
+    if request.modalities not in (None, ["text"]):
+        raise unsupported("modalities", "Only text output is available.")
+    for field in ("audio", "prediction"):
+        if getattr(request, field) is not None:
+            raise unsupported(field)
+
+
+# Chat templates know no developer role: it is the system prompt under a newer name.
+_TEMPLATE_ROLES: dict[type, str] = {
+    SystemMessage: "system",
+    DeveloperMessage: "system",
+    UserMessage: "user",
+    AssistantMessage: "assistant",
+    ToolMessage: "tool",
+}
+
+
+def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as the dicts chat templates read; developer messages are system messages to a template."""
+    rendered = []
+    for i, message in enumerate(messages):
+        if isinstance(message.content, list):
+            for j, part in enumerate(message.content):
+                if isinstance(part, ImageUrlPart):
+                    raise invalid_request("This model does not accept images.", f"messages[{i}].content[{j}]")
+                if isinstance(part, InputAudioPart):
+                    raise invalid_request("This model does not accept audio.", f"messages[{i}].content[{j}]")
+        entry: dict[str, Any] = {"role": _TEMPLATE_ROLES[type(message)], "content": message_text(message.content)}
+        if isinstance(message, AssistantMessage) and message.tool_calls:
+            entry["tool_calls"] = [
+                {"id": c.id, "type": c.type, "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                for c in message.tool_calls
+            ]
+        if isinstance(message, ToolMessage):
+            entry["tool_call_id"] = message.tool_call_id
+        if getattr(message, "name", None):
+            entry["name"] = message.name  # type: ignore[union-attr]
+        rendered.append(entry)
+    return rendered
+
+
+class ChatServing:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def create(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[bytes]:
+        model = resolve(self.engine, request.model)
+        _check_supported(request)
+        prompt = ChatPrompt(template_messages(request.messages))
+        max_tokens = request.max_completion_tokens or request.max_tokens
+        params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
+        request_id = response_id("chatcmpl")
+        generation = await Generation.start(request_id, self.engine, model, [prompt], params)
+        if request.stream:
+            include_usage = request.stream_options is not None and request.stream_options.include_usage
+            return self._stream(generation, request.model, include_usage)
+        try:
+            return await self._complete(generation, request.model)
+        finally:
+            generation.close()
+
+    async def _complete(self, generation: Generation, model: str) -> ChatCompletion:
+        texts: list[list[str]] = [[] for _ in generation.streams]
+        async for index, delta in generation.deltas():
+            if delta.error is not None:
+                raise generation.error_for(delta.error, delta.error_kind)
+            texts[index].append(delta.text)
+        choices = [
+            ChatChoice(index=i, message=ChatMessage(content="".join(parts)), finish_reason=generation.finish_reasons[i])
+            for i, parts in enumerate(texts)
+        ]
+        return ChatCompletion(
+            id=generation.request_id, created=int(time.time()), model=model, choices=choices,
+            usage=generation.usage(), system_fingerprint=SYSTEM_FINGERPRINT,
+        )
+
+    async def _stream(self, generation: Generation, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+        created = int(time.time())
+        # OpenAI: with include_usage every chunk has "usage": null; without it, no usage key at all.
+        usage_field: Usage | UnsetType | None = None if include_usage else UNSET
+
+        def chunk(choices: list[ChatChunkChoice]) -> bytes:
+            return event(
+                ChatCompletionChunk(
+                    id=generation.request_id, created=created, model=model, choices=choices,
+                    system_fingerprint=SYSTEM_FINGERPRINT, usage=usage_field,
+                )
+            )
+
+        try:
+            for index in range(len(generation.streams)):
+                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))])
+            async for index, delta in generation.deltas():
+                if delta.error is not None:
+                    yield error_event(delta.error)
+                    break
+                if delta.text:
+                    yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=delta.text))])
+                if delta.finish_reason is not None:
+                    yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)])
+            else:
+                if include_usage:
+                    yield event(
+                        ChatCompletionChunk(
+                            id=generation.request_id, created=created, model=model, choices=[],
+                            system_fingerprint=SYSTEM_FINGERPRINT, usage=generation.usage(),
+                        )
+                    )
+            yield DONE
+        finally:
+            generation.close()

@@ -1,0 +1,99 @@
+"""Text completions: raw prompts, no chat template; `echo` and several prompts per request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from openarc.engine.engine import Engine
+from openarc.ipc import TextPrompt
+from openarc.protocol.completions import Completion, CompletionChoice, CompletionRequest
+from openarc.serving.errors import invalid_request, unsupported
+from openarc.serving.generation import Generation
+from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
+from openarc.serving.models import resolve
+from openarc.serving.sampling import check_common, sampling_params
+from openarc.serving.sse import DONE, error_event, event
+
+
+def _check_supported(request: CompletionRequest) -> None:
+    check_common(request)
+    if request.suffix:
+        raise unsupported("suffix")
+    if request.logprobs is not None:
+        raise unsupported("logprobs")
+    if request.best_of is not None and request.best_of != request.n:
+        raise invalid_request("`best_of` other than `n` is not supported by this server.", "best_of")
+
+
+class CompletionServing:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def create(self, request: CompletionRequest) -> Completion | AsyncIterator[bytes]:
+        model = resolve(self.engine, request.model)
+        _check_supported(request)
+        texts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        params = [sampling_params(request, model.config.generation, request.max_tokens, i) for i in range(request.n)]
+        request_id = response_id("cmpl")
+        generation = await Generation.start(request_id, self.engine, model, [TextPrompt(t) for t in texts], params)
+        # Choice i answers prompt i // n, as in OpenAI's API.
+        echoes = [texts[i // request.n] if request.echo else "" for i in range(len(generation.streams))]
+        if request.stream:
+            include_usage = request.stream_options is not None and request.stream_options.include_usage
+            return self._stream(generation, request.model, echoes, include_usage)
+        try:
+            return await self._complete(generation, request.model, echoes)
+        finally:
+            generation.close()
+
+    async def _complete(self, generation: Generation, model: str, echoes: list[str]) -> Completion:
+        texts: list[list[str]] = [[echo] for echo in echoes]
+        async for index, delta in generation.deltas():
+            if delta.error is not None:
+                raise generation.error_for(delta.error, delta.error_kind)
+            texts[index].append(delta.text)
+        choices = [
+            CompletionChoice(index=i, text="".join(parts), finish_reason=generation.finish_reasons[i])
+            for i, parts in enumerate(texts)
+        ]
+        return Completion(
+            id=generation.request_id, created=int(time.time()), model=model, choices=choices,
+            usage=generation.usage(), system_fingerprint=SYSTEM_FINGERPRINT,
+        )
+
+    async def _stream(
+        self, generation: Generation, model: str, echoes: list[str], include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        created = int(time.time())
+
+        def chunk(index: int, text: str, finish_reason: str | None = None) -> bytes:
+            choice = CompletionChoice(index=index, text=text, finish_reason=finish_reason)  # type: ignore[arg-type]
+            return event(
+                Completion(
+                    id=generation.request_id, created=created, model=model, choices=[choice],
+                    system_fingerprint=SYSTEM_FINGERPRINT, **({"usage": None} if include_usage else {}),
+                )
+            )
+
+        try:
+            for index, echo in enumerate(echoes):
+                if echo:
+                    yield chunk(index, echo)
+            async for index, delta in generation.deltas():
+                if delta.error is not None:
+                    yield error_event(delta.error)
+                    break
+                if delta.text or delta.finish_reason is not None:
+                    yield chunk(index, delta.text, delta.finish_reason)
+            else:
+                if include_usage:
+                    yield event(
+                        Completion(
+                            id=generation.request_id, created=created, model=model, choices=[],
+                            system_fingerprint=SYSTEM_FINGERPRINT, usage=generation.usage(),
+                        )
+                    )
+            yield DONE
+        finally:
+            generation.close()

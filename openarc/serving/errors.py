@@ -1,0 +1,39 @@
+"""Errors the serving layer raises; the API layer turns them into OpenAI error responses."""
+
+from __future__ import annotations
+
+
+class APIError(Exception):
+    def __init__(
+        self, status: int, message: str, type: str, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, "invalid_request_error", param, code)
+
+
+def unsupported(param: str, detail: str = "") -> APIError:
+    suffix = f" {detail}" if detail else ""
+    return invalid_request(f"`{param}` is not supported by this server.{suffix}", param, "unsupported_parameter")
+
+
+def model_not_found(model: str) -> APIError:
+    return APIError(
+        404, f"The model `{model}` does not exist or is not served here.", "invalid_request_error", "model",
+        "model_not_found",
+    )
+
+
+def server_error(message: str) -> APIError:
+    return APIError(500, message, "server_error", None, "engine_error")
+
+
+def unavailable(message: str) -> APIError:
+    return APIError(503, message, "service_unavailable", None, "model_unavailable")

@@ -1,0 +1,125 @@
+"""The engine requests behind one API call — n choices for each prompt — started, drained and closed together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from openarc.engine.engine import Engine, ServedModel
+from openarc.engine.errors import ModelUnavailable
+from openarc.engine.stream import RequestStream, StreamDelta
+from openarc.ipc import ChatPrompt, SamplingParams, TextPrompt
+from openarc.protocol.base import Usage
+from openarc.serving.errors import APIError, invalid_request, server_error, unavailable
+
+log = logging.getLogger("openarc.requests")
+
+
+class Generation:
+    def __init__(
+        self,
+        request_id: str,
+        engine: Engine,
+        model: ServedModel,
+        streams: list[RequestStream],
+        n: int,
+        notify: asyncio.Event,
+    ) -> None:
+        self.request_id = request_id
+        self.engine = engine
+        self.model = model
+        self.streams = streams
+        self.n = n
+        self._notify = notify
+        self.finish_reasons: list[str | None] = [None] * len(streams)
+        self._closed = False
+
+    @classmethod
+    async def start(
+        cls,
+        request_id: str,
+        engine: Engine,
+        model: ServedModel,
+        prompts: Sequence[ChatPrompt | TextPrompt],
+        params: Sequence[SamplingParams],
+    ) -> Generation:
+        """Submit every (prompt, choice) pair and wait until the worker accepted or refused each one.
+
+        Waiting here lets a refusal (prompt too long, template error) become a real 4xx before any 200 is sent.
+        """
+        n = len(params)
+        try:
+            streams, notify = await engine.submit(
+                model, [p for p in prompts for _ in range(n)], [s for _ in prompts for s in params]
+            )
+        except ModelUnavailable as exc:
+            raise unavailable(str(exc)) from None
+        generation = cls(request_id, engine, model, streams, n, notify)
+        try:
+            while not all(stream.started for stream in streams):
+                await notify.wait()
+                notify.clear()
+                generation.raise_refusal()
+        except BaseException:
+            generation.close()
+            raise
+        return generation
+
+    def raise_refusal(self) -> None:
+        for stream in self.streams:
+            if stream.error is not None:
+                raise self.error_for(stream.error, stream.error_kind)
+
+    @staticmethod
+    def error_for(message: str, kind: str | None) -> APIError:
+        return invalid_request(message) if kind == "invalid_request" else server_error(message)
+
+    async def deltas(self) -> AsyncIterator[tuple[int, StreamDelta]]:
+        """(choice index, delta) as outputs arrive, until every request has finished."""
+        while True:
+            for index, stream in enumerate(self.streams):
+                delta = stream.take()
+                if delta is not None:
+                    if delta.finish_reason is not None:
+                        self.finish_reasons[index] = delta.finish_reason
+                    yield index, delta
+            if all(stream.drained for stream in self.streams):
+                return
+            await self._notify.wait()
+            self._notify.clear()
+
+    def usage(self) -> Usage:
+        # n choices of one prompt share its prompt: count it once, as OpenAI does.
+        prompt = sum(self.streams[i].prompt_tokens or 0 for i in range(0, len(self.streams), self.n))
+        completion = sum(stream.completion_tokens for stream in self.streams)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    def close(self) -> None:
+        """Abort whatever has not finished (a client that left) and log the request once."""
+        if self._closed:
+            return
+        self._closed = True
+        for stream in self.streams:
+            if not stream.finished:
+                self.engine.abort(self.model, stream)
+        self._log()
+
+    def _log(self) -> None:
+        now = time.monotonic()
+        first = min((s.first_token_at for s in self.streams if s.first_token_at is not None), default=None)
+        start = min(s.started_at for s in self.streams)
+        usage = self.usage()
+        ttft = f"{(first - start) * 1000:.0f}ms" if first is not None else "-"
+        decode_seconds = now - first if first is not None else 0.0
+        rate = f"{usage.completion_tokens / decode_seconds:.1f}" if decode_seconds > 0 else "-"
+        if all(s.finished for s in self.streams):
+            outcome = ",".join(r or "error" for r in self.finish_reasons)
+        else:
+            outcome = "aborted"
+        log.info(
+            "%s model=%s replica=%s prompt_tokens=%d completion_tokens=%d ttft=%s tokens_per_s=%s finish=%s",
+            self.request_id, self.model.id, ",".join(sorted({s.replica for s in self.streams})),
+            usage.prompt_tokens, usage.completion_tokens, ttft, rate, outcome,
+        )

@@ -1,0 +1,172 @@
+"""The worker's scheduler loop: commands in → admit → step → read handles → one report out → sleep when idle."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import openvino_genai
+
+from openarc.ipc import AbortRequest, AddRequest, Command, RequestOutput, Shutdown, StepReport, WorkerStats
+from openarc.worker.channel import CommandChannel
+from openarc.worker.pipeline import ModelRunner, PromptRejected
+from openarc.worker.text_output import TextOutput
+
+log = logging.getLogger("openarc.worker")
+
+_RUNNING = openvino_genai.GenerationStatus.RUNNING
+_IGNORED = openvino_genai.GenerationStatus.IGNORED
+_LENGTH = openvino_genai.GenerationFinishReason.LENGTH
+_NONE = openvino_genai.GenerationFinishReason.NONE
+
+
+@dataclass
+class PreparedRequest:
+    """Tokenized and checked on arrival, so a bad request is refused at once, not when its turn comes."""
+
+    rid: int
+    input_ids: Any
+    config: Any
+    text: TextOutput
+
+
+@dataclass
+class ActiveRequest:
+    prepared: PreparedRequest
+    # GenAI stops a request whose Python handle is dropped: keep it until the request ends.
+    handle: Any
+    prompt_tokens: int
+    reported_prompt: bool = False
+    finish_reason: Any = field(default=_NONE)
+
+
+class WorkerLoop:
+    def __init__(self, runner: ModelRunner, channel: CommandChannel, max_num_seqs: int) -> None:
+        self.runner = runner
+        self.channel = channel
+        self.max_num_seqs = max_num_seqs
+        self.waiting: deque[PreparedRequest] = deque()
+        self.active: dict[int, ActiveRequest] = {}
+        self.outputs: list[RequestOutput] = []
+        self.stats = WorkerStats()
+
+    def run(self) -> None:
+        while True:
+            for command in self.channel.receive(block=self.is_idle()):
+                if isinstance(command, Shutdown):
+                    return
+                self.handle_command(command)
+            self.admit_waiting()
+            if self.runner.pipeline.has_non_finished_requests():
+                self.step()
+            self.read_handles()
+            self.send_report()
+
+    def is_idle(self) -> bool:
+        # Cancelled requests leave the pipeline only in the next step; step until they are gone to free the KV cache.
+        return not self.active and not self.waiting and not self.runner.pipeline.has_non_finished_requests()
+
+    def handle_command(self, command: Command) -> None:
+        if isinstance(command, AddRequest):
+            self.prepare(command)
+        elif isinstance(command, AbortRequest):
+            self.abort(command.rid)
+
+    def prepare(self, request: AddRequest) -> None:
+        try:
+            input_ids = self.runner.encode(request.prompt)
+            prompt_tokens = int(input_ids.get_shape()[1])
+            max_new = self.runner.max_new_tokens(prompt_tokens, request.params.max_tokens)
+            config = self.runner.generation_config(request.params, max_new)
+        except PromptRejected as exc:
+            self.outputs.append(RequestOutput(request.rid, error=str(exc), error_kind="invalid_request"))
+            return
+        text = TextOutput(self.runner.tokenizer, request.params.stop)
+        self.waiting.append(PreparedRequest(request.rid, input_ids, config, text))
+
+    def abort(self, rid: int) -> None:
+        request = self.active.pop(rid, None)
+        if request is not None:
+            request.handle.cancel()
+            return
+        self.waiting = deque(r for r in self.waiting if r.rid != rid)
+
+    def admit_waiting(self) -> None:
+        while self.waiting and len(self.active) < self.max_num_seqs:
+            prepared = self.waiting.popleft()
+            try:
+                handle = self.runner.pipeline.add_request(prepared.rid, prepared.input_ids, prepared.config)
+            except Exception as exc:
+                log.exception("add_request failed for request %d", prepared.rid)
+                self.outputs.append(RequestOutput(prepared.rid, error=f"engine error: {exc}", error_kind="engine"))
+                continue
+            prompt_tokens = int(prepared.input_ids.get_shape()[1])
+            self.active[prepared.rid] = ActiveRequest(prepared, handle, prompt_tokens)
+
+    def step(self) -> None:
+        try:
+            self.runner.pipeline.step()
+        except Exception as exc:
+            # The pipeline's state is unknown now: fail what it held and let the supervisor start a fresh worker.
+            log.exception("engine step failed")
+            for rid in self.active:
+                self.outputs.append(RequestOutput(rid, error=f"engine error: {exc}", error_kind="engine"))
+            self.active.clear()
+            self.send_report()
+            raise
+        metrics = self.runner.pipeline.get_metrics()
+        self.stats.steps += 1
+        self.stats.max_batch = max(self.stats.max_batch, metrics.scheduled_requests)
+        self.stats.kv_cache_usage = float(metrics.cache_usage)
+
+    def read_handles(self) -> None:
+        finished = []
+        for rid, request in self.active.items():
+            output = self.read_one(request)
+            if output is not None:
+                self.outputs.append(output)
+                if output.finish_reason is not None or output.error is not None:
+                    finished.append(rid)
+        for rid in finished:
+            del self.active[rid]
+
+    def read_one(self, request: ActiveRequest) -> RequestOutput | None:
+        handle, text = request.handle, request.prepared.text
+        status = handle.get_status()
+        if status == _IGNORED:
+            message = "the engine could not schedule this request (it does not fit the KV cache)"
+            return RequestOutput(request.prepared.rid, error=message, error_kind="engine")
+        tokens = 0
+        # read() blocks, holding the GIL, when nothing is queued: only read what can_read() promises.
+        while handle.can_read():
+            for generation in handle.read().values():
+                text.write(generation.generated_ids)
+                tokens += len(generation.generated_ids)
+                if generation.finish_reason != _NONE:
+                    request.finish_reason = generation.finish_reason
+        done = status != _RUNNING
+        new_text = text.take(final=done)
+        if text.stopped and not done:
+            handle.stop()
+            done = True
+        self.stats.generated_tokens += tokens
+        if not (new_text or tokens or done or not request.reported_prompt):
+            return None
+        output = RequestOutput(request.prepared.rid, text=new_text, tokens=tokens)
+        if not request.reported_prompt:
+            output.prompt_tokens = request.prompt_tokens
+            request.reported_prompt = True
+        if done:
+            output.finish_reason = "length" if request.finish_reason == _LENGTH and not text.stopped else "stop"
+        return output
+
+    def send_report(self) -> None:
+        # Also report a change in load with no output (an abort), so the engine's view of the worker stays true.
+        load = (len(self.active), len(self.waiting))
+        if not self.outputs and load == (self.stats.active, self.stats.waiting):
+            return
+        self.stats.active, self.stats.waiting = load
+        self.channel.send(StepReport(self.outputs, self.stats))
+        self.outputs = []

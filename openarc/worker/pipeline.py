@@ -1,0 +1,99 @@
+"""Everything the worker asks of OpenVINO GenAI: build the pipeline, render and tokenize prompts, map sampling."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import openvino_genai
+
+from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, TextPrompt
+from openarc.worker.model_meta import context_length
+
+# When neither the request, the model's defaults nor its files bound the output, stop here.
+FALLBACK_MAX_TOKENS = 4096
+_SEED_SPACE = 2**64
+
+
+class PromptRejected(Exception):
+    """The request cannot be run as asked (too long, template failure); the message is for the client."""
+
+
+class ModelRunner:
+    """A loaded model: the pipeline plus the facts needed to turn requests into GenAI calls."""
+
+    def __init__(self, spec: LoadModel) -> None:
+        scheduler = openvino_genai.SchedulerConfig()
+        for key, value in spec.scheduler.items():
+            setattr(scheduler, key, value)
+        self.pipeline = openvino_genai.ContinuousBatchingPipeline(
+            spec.source, scheduler, spec.device, dict(spec.properties)
+        )
+        self.tokenizer = self.pipeline.get_tokenizer()
+        self.chat_template = spec.chat_template or ""
+        self.context_length = context_length(Path(spec.source))
+        base = self.pipeline.get_config()
+        self._eos_token_id = base.eos_token_id
+        self._stop_token_ids = set(base.stop_token_ids)
+
+    def encode(self, prompt: ChatPrompt | TextPrompt) -> Any:
+        """The prompt as an input_ids tensor of shape [1, n]."""
+        if isinstance(prompt, TextPrompt):
+            return self.tokenizer.encode(prompt.text, add_special_tokens=True).input_ids
+        try:
+            text = self.tokenizer.apply_chat_template(
+                prompt.messages, add_generation_prompt=True, chat_template=self.chat_template
+            )
+        except Exception as exc:
+            raise PromptRejected(f"the chat template rejected the messages: {exc}") from None
+        # The template already wrote the special tokens (BOS and role markers) as text.
+        return self.tokenizer.encode(text, add_special_tokens=False).input_ids
+
+    def max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
+        if self.context_length is None:
+            return requested or FALLBACK_MAX_TOKENS
+        room = self.context_length - prompt_tokens
+        if requested is None:
+            if room < 1:
+                raise PromptRejected(
+                    f"This model's maximum context length is {self.context_length} tokens. "
+                    f"However, your prompt is {prompt_tokens} tokens, leaving no room for a completion."
+                )
+            return room
+        if requested > room:
+            raise PromptRejected(
+                f"This model's maximum context length is {self.context_length} tokens. However, you requested "
+                f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} for the "
+                f"completion). Please reduce the length of the prompt or the completion."
+            )
+        return requested
+
+    def generation_config(self, params: SamplingParams, max_new_tokens: int) -> Any:
+        config = openvino_genai.GenerationConfig()
+        config.eos_token_id = self._eos_token_id
+        config.stop_token_ids = self._stop_token_ids
+        config.max_new_tokens = max_new_tokens
+        config.ignore_eos = params.ignore_eos
+        if params.temperature > 0:
+            config.do_sample = True
+            config.temperature = params.temperature
+            config.top_p = params.top_p
+            if params.top_k > 0:
+                config.top_k = params.top_k
+            config.min_p = params.min_p
+            # GenAI seeds every request with 0 by default: unseeded requests would all sample alike.
+            seed = params.seed if params.seed is not None else random.getrandbits(63)
+            config.rng_seed = seed % _SEED_SPACE
+        config.presence_penalty = params.presence_penalty
+        config.frequency_penalty = params.frequency_penalty
+        config.repetition_penalty = params.repetition_penalty
+        if params.stop:
+            # Stop strings are cut from the text by TextOutput; GenAI only ends generation early.
+            config.stop_strings = set(params.stop)
+            config.include_stop_str_in_output = True
+        try:
+            config.validate()
+        except Exception as exc:
+            raise PromptRejected(f"invalid sampling parameters: {exc}") from None
+        return config
