@@ -1,0 +1,125 @@
+"""Continuous batching, aborts on disconnect and worker restarts, proven by the worker's own counters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.server import Server, run_server, write_config
+
+STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
+
+
+@pytest.fixture(scope="module")
+def fresh_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Its own daemon: these tests read counters that other tests' traffic would disturb."""
+    tmp = tmp_path_factory.mktemp("engine")
+    config = write_config(tmp / "config.yaml", [{"id": "smollm2", "source": str(smollm2_gguf)}])
+    with run_server(config, tmp) as running:
+        yield running
+
+
+def replica(server: Server) -> dict[str, Any]:
+    replicas: list[dict[str, Any]] = server.status()["smollm2"]["replicas"]
+    return replicas[0]
+
+
+def test_sixteen_concurrent_streams_share_engine_steps(fresh_server: Server) -> None:
+    async def one(client: openai.AsyncOpenAI) -> tuple[str, str | None]:
+        stream = await client.chat.completions.create(
+            model="smollm2", messages=STORY, max_tokens=48, stream=True, extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+        )
+        text, finish = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+        return text, finish
+
+    async def run() -> list[tuple[str, str | None]]:
+        async with fresh_server.async_client() as client:
+            return await asyncio.gather(*(one(client) for _ in range(16)))
+
+    results = asyncio.run(run())
+    assert all(text and finish == "length" for text, finish in results)
+    stats = replica(fresh_server)
+    assert stats["max_batch"] >= 8, stats
+    assert stats["generated_tokens"] >= 16 * 48
+
+
+def test_disconnect_mid_stream_aborts_the_request(fresh_server: Server) -> None:
+    body = {"model": "smollm2", "messages": STORY, "max_tokens": 4000, "stream": True, "ignore_eos": True}
+    before = replica(fresh_server)["generated_tokens"]
+    with fresh_server.http() as http, http.stream("POST", "/v1/chat/completions", json=body) as response:
+        lines = response.iter_lines()
+        while '"content":""' in (line := next(lines)) or not line.startswith("data: "):
+            pass  # read up to the first real token, then hang up
+        assert replica(fresh_server)["active"] == 1
+    # 4000 tokens take ~40 s to generate: an active count back at 0 well before that means the abort worked.
+    fresh_server.wait_until(lambda: replica(fresh_server)["active"] == 0, timeout=10, what="the abort")
+    assert replica(fresh_server)["generated_tokens"] - before < 1000
+    fresh_server.wait_until(lambda: "finish=aborted" in fresh_server.log(), timeout=5, what="the request log line")
+
+
+def test_disconnect_while_waiting_for_a_non_streaming_answer_aborts(fresh_server: Server) -> None:
+    body = {"model": "smollm2", "messages": STORY, "max_tokens": 4000, "ignore_eos": True}
+    before = replica(fresh_server)["generated_tokens"]
+    with fresh_server.http() as http, pytest.raises(httpx.ReadTimeout):
+        # The client gives up after one second without an answer and closes its connection.
+        http.post("/v1/chat/completions", json=body, timeout=httpx.Timeout(30, read=1.0))
+    fresh_server.wait_until(lambda: replica(fresh_server)["active"] == 0, timeout=10, what="the abort")
+    assert replica(fresh_server)["generated_tokens"] - before < 1000
+
+
+def test_killed_worker_fails_its_requests_and_is_restarted(fresh_server: Server) -> None:
+    first = replica(fresh_server)
+    client = fresh_server.client()
+    stream = client.chat.completions.create(
+        model="smollm2", messages=STORY, max_tokens=4000, stream=True, extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+    )
+    chunks = iter(stream)
+    next(chunks)
+    os.kill(first["pid"], signal.SIGKILL)
+    with pytest.raises(openai.APIError, match="stopped unexpectedly"):
+        for _ in chunks:
+            pass
+    fresh_server.wait_until(
+        lambda: replica(fresh_server)["state"] == "ready" and replica(fresh_server)["restarts"] == 1,
+        timeout=60, what="the worker restart",
+    )
+    assert replica(fresh_server)["pid"] != first["pid"]
+    completion = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=5)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content
+
+
+def test_two_cpu_replicas_share_concurrent_requests(smollm2_gguf: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "config.yaml", [{"id": "smollm2", "source": str(smollm2_gguf), "devices": ["CPU", "CPU"]}]
+    )
+    with run_server(config, tmp_path) as server:
+
+        async def run() -> None:
+            async with server.async_client() as client:
+                await asyncio.gather(
+                    *(
+                        client.chat.completions.create(
+                            model="smollm2", messages=STORY, max_tokens=32, extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+                        )
+                        for _ in range(8)
+                    )
+                )
+
+        asyncio.run(run())
+        replicas = server.status()["smollm2"]["replicas"]
+        assert [r["name"] for r in replicas] == ["smollm2/CPU#0", "smollm2/CPU#1"]
+        assert len({r["pid"] for r in replicas}) == 2
+        # 8 requests of 32 tokens, split by fewest-active with round-robin ties: 4 each.
+        assert [r["generated_tokens"] for r in replicas] == [4 * 32, 4 * 32], replicas

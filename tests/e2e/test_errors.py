@@ -1,0 +1,138 @@
+"""Bad input gets an OpenAI-shaped 4xx naming the problem, and the server keeps serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from tests.server import Server
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "fragment"),
+    [
+        ({"model": "smollm2", "messages": MESSAGES, "temperature": -1}, "temperature", ">= 0"),
+        ({"model": "smollm2", "messages": MESSAGES, "temperature": "hot"}, "temperature", "Expected `float"),
+        ({"model": "smollm2", "messages": MESSAGES, "max_tokens": 0}, "max_tokens", ">= 1"),
+        ({"model": "smollm2", "messages": []}, "messages", "length >= 1"),
+        ({"model": "smollm2"}, "messages", "missing required field"),
+        ({"model": "smollm2", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "wizard"),
+        ({"model": "smollm2", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "Expected"),
+        ({"model": "smollm2", "messages": MESSAGES, "n": 0}, "n", ">= 1"),
+        ({"model": "smollm2", "messages": MESSAGES, "top_p": 0}, "top_p", "> 0"),
+        ({"model": "smollm2", "messages": MESSAGES, "stop": ""}, "stop", "length >= 1"),
+        ({"model": "smollm2", "messages": MESSAGES, "logprobs": True}, "logprobs", "not supported"),
+        ({"model": "smollm2", "messages": MESSAGES, "logit_bias": {"1": 5}}, "logit_bias", "not supported"),
+        ({"model": "smollm2", "messages": MESSAGES, "tools": [{"type": "function"}]}, "tools", "not supported"),
+        (
+            {"model": "smollm2", "messages": MESSAGES, "response_format": {"type": "json_object"}},
+            "response_format",
+            "not supported",
+        ),
+        ({"model": "smollm2", "messages": MESSAGES, "stream_options": {"include_usage": True}}, "stream_options",
+         "only allowed when `stream` is true"),
+        (
+            {
+                "model": "smollm2",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,"}}]}
+                ],
+            },
+            "messages[0].content[0]",
+            "does not accept images",
+        ),
+    ],
+)
+def test_bad_chat_input_is_a_400_naming_the_field(server: Server, body: dict[str, Any], param: str,
+                                                   fragment: str) -> None:
+    with server.http() as http:
+        error = error_of(http.post("/v1/chat/completions", json=body), 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert fragment in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"), (b"", "not valid JSON")],
+)
+def test_unparseable_body_is_a_400(server: Server, content: bytes, fragment: str) -> None:
+    with server.http() as http:
+        error = error_of(
+            http.post("/v1/chat/completions", content=content, headers={"content-type": "application/json"}), 400
+        )
+    assert fragment in error["message"]
+
+
+def test_unknown_model_is_404_model_not_found(server: Server) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        server.client().chat.completions.create(model="gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
+    assert caught.value.code == "model_not_found"
+    with server.http() as http:
+        error = error_of(http.post("/v1/completions", json={"model": "gpt-9", "prompt": "x"}), 404)
+    assert error["param"] == "model"
+
+
+def test_context_overflow_is_a_400_before_streaming(server: Server) -> None:
+    long_prompt = "hello " * 9000
+    with server.http() as http:
+        error = error_of(
+            http.post("/v1/completions", json={"model": "smollm2", "prompt": long_prompt, "stream": True}), 400
+        )
+        assert "maximum context length is 8192 tokens" in error["message"]
+        error = error_of(
+            http.post("/v1/chat/completions", json={"model": "smollm2", "messages": MESSAGES, "max_tokens": 9000}),
+            400,
+        )
+        assert "maximum context length" in error["message"]
+
+
+def test_unsupported_completion_parameters(server: Server) -> None:
+    with server.http() as http:
+        assert error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": "x", "suffix": "y"}), 400)[
+            "param"
+        ] == "suffix"
+        # Token-id prompts are not accepted: the error points at the first id.
+        assert error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": [1, 2]}), 400)[
+            "param"
+        ] == "prompt[0]"
+
+
+def test_unknown_route_and_method_are_openai_shaped(server: Server) -> None:
+    with server.http() as http:
+        assert error_of(http.get("/v1/nothing-here"), 404)["type"] == "invalid_request_error"
+        assert error_of(http.get("/v1/chat/completions"), 405)["type"] == "invalid_request_error"
+
+
+def test_unknown_fields_are_accepted_and_logged_once(server: Server) -> None:
+    client = server.client()
+    for _ in range(2):
+        completion = client.chat.completions.create(
+            model="smollm2", messages=MESSAGES, max_tokens=3, extra_body={"frobnicate_level": 3}  # type: ignore[arg-type]
+        )
+        assert completion.choices[0].message.content is not None
+    assert server.log().count("ignoring unknown request field 'frobnicate_level'") == 1
+
+
+def test_server_keeps_serving_after_bad_input(server: Server) -> None:
+    with server.http() as http:
+        for body in ({"model": "smollm2", "messages": []}, {"model": "smollm2", "messages": MESSAGES, "top_k": -5}):
+            error_of(http.post("/v1/chat/completions", json=body), 400)
+    completion = server.client().chat.completions.create(
+        model="smollm2", messages=MESSAGES, max_tokens=5  # type: ignore[arg-type]
+    )
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert server.status()["smollm2"]["replicas"][0]["restarts"] == 0
