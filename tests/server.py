@@ -81,7 +81,9 @@ def run_server(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "openarc", "serve", "--config", str(config), "--port", str(port)],
-            stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     server = Server(process, port, log_path, api_key)
     try:

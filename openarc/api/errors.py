@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -23,7 +24,7 @@ def error_response(
     type: str,
     param: str | None = None,
     code: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body = ErrorResponse(error=ErrorBody(message=message, type=type, param=param, code=code))
     return Response(_encoder.encode(body), status, headers=headers, media_type="application/json")

@@ -66,7 +66,7 @@ class Replica:
         self._process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(Event)
+        self._decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -138,7 +138,13 @@ class Replica:
         parent, child = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "openarc.worker", "--fd", str(child.fileno()), "--log-level", self.log_level,
+                sys.executable,
+                "-m",
+                "openarc.worker",
+                "--fd",
+                str(child.fileno()),
+                "--log-level",
+                self.log_level,
                 pass_fds=[child.fileno()],
             )
         finally:

@@ -25,7 +25,7 @@ class StreamDelta:
 
 class RequestStream:
     __slots__ = (
-                "_finish_reason",
+        "_finish_reason",
         "_notify",
         "_pieces",
         "_tokens",

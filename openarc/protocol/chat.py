@@ -143,5 +143,3 @@ def message_text(content: str | list[Any] | None) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.text for part in content if isinstance(part, TextPart))
-
-

@@ -33,5 +33,3 @@ class Completion(Response, kw_only=True):
     system_fingerprint: str | None = None
     object: Literal["text_completion"] = "text_completion"
     usage: Usage | UnsetType | None = UNSET
-
-

@@ -46,7 +46,7 @@ def _check_supported(request: ChatCompletionRequest) -> None:
     if request.tool_choice not in (None, "none", "auto"):
         raise unsupported("tool_choice", "Tool calling is not available yet.")
     if request.response_format is not None and request.response_format.get("type") != "text":
-        raise unsupported("response_format", "Only {\"type\": \"text\"} is available yet.")
+        raise unsupported("response_format", 'Only {"type": "text"} is available yet.')
     if request.modalities not in (None, ["text"]):
         raise unsupported("modalities", "Only text output is available.")
     for field in ("audio", "prediction"):
@@ -119,8 +119,12 @@ class ChatServing:
             for i, parts in enumerate(texts)
         ]
         return ChatCompletion(
-            id=generation.request_id, created=int(time.time()), model=model, choices=choices,
-            usage=generation.usage(), system_fingerprint=SYSTEM_FINGERPRINT,
+            id=generation.request_id,
+            created=int(time.time()),
+            model=model,
+            choices=choices,
+            usage=generation.usage(),
+            system_fingerprint=SYSTEM_FINGERPRINT,
         )
 
     async def _stream(self, generation: Generation, model: str, include_usage: bool) -> AsyncIterator[bytes]:
@@ -131,8 +135,12 @@ class ChatServing:
         def chunk(choices: list[ChatChunkChoice]) -> bytes:
             return event(
                 ChatCompletionChunk(
-                    id=generation.request_id, created=created, model=model, choices=choices,
-                    system_fingerprint=SYSTEM_FINGERPRINT, usage=usage_field,
+                    id=generation.request_id,
+                    created=created,
+                    model=model,
+                    choices=choices,
+                    system_fingerprint=SYSTEM_FINGERPRINT,
+                    usage=usage_field,
                 )
             )
 
@@ -151,8 +159,12 @@ class ChatServing:
                 if include_usage:
                     yield event(
                         ChatCompletionChunk(
-                            id=generation.request_id, created=created, model=model, choices=[],
-                            system_fingerprint=SYSTEM_FINGERPRINT, usage=generation.usage(),
+                            id=generation.request_id,
+                            created=created,
+                            model=model,
+                            choices=[],
+                            system_fingerprint=SYSTEM_FINGERPRINT,
+                            usage=generation.usage(),
                         )
                     )
             yield DONE

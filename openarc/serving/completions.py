@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+from msgspec import UNSET, UnsetType
+
 from openarc.engine.engine import Engine
-from openarc.ipc import TextPrompt
+from openarc.ipc import FinishReason, TextPrompt
+from openarc.protocol.base import Usage
 from openarc.protocol.completions import Completion, CompletionChoice, CompletionRequest
 from openarc.serving.errors import invalid_request, unsupported
 from openarc.serving.generation import Generation
@@ -58,21 +61,30 @@ class CompletionServing:
             for i, parts in enumerate(texts)
         ]
         return Completion(
-            id=generation.request_id, created=int(time.time()), model=model, choices=choices,
-            usage=generation.usage(), system_fingerprint=SYSTEM_FINGERPRINT,
+            id=generation.request_id,
+            created=int(time.time()),
+            model=model,
+            choices=choices,
+            usage=generation.usage(),
+            system_fingerprint=SYSTEM_FINGERPRINT,
         )
 
     async def _stream(
         self, generation: Generation, model: str, echoes: list[str], include_usage: bool
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
+        usage_field: Usage | UnsetType | None = None if include_usage else UNSET
 
-        def chunk(index: int, text: str, finish_reason: str | None = None) -> bytes:
-            choice = CompletionChoice(index=index, text=text, finish_reason=finish_reason)  # type: ignore[arg-type]
+        def chunk(index: int, text: str, finish_reason: FinishReason | None = None) -> bytes:
+            choice = CompletionChoice(index=index, text=text, finish_reason=finish_reason)
             return event(
                 Completion(
-                    id=generation.request_id, created=created, model=model, choices=[choice],
-                    system_fingerprint=SYSTEM_FINGERPRINT, **({"usage": None} if include_usage else {}),
+                    id=generation.request_id,
+                    created=created,
+                    model=model,
+                    choices=[choice],
+                    system_fingerprint=SYSTEM_FINGERPRINT,
+                    usage=usage_field,
                 )
             )
 
@@ -90,8 +102,12 @@ class CompletionServing:
                 if include_usage:
                     yield event(
                         Completion(
-                            id=generation.request_id, created=created, model=model, choices=[],
-                            system_fingerprint=SYSTEM_FINGERPRINT, usage=generation.usage(),
+                            id=generation.request_id,
+                            created=created,
+                            model=model,
+                            choices=[],
+                            system_fingerprint=SYSTEM_FINGERPRINT,
+                            usage=generation.usage(),
                         )
                     )
             yield DONE

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 
 class APIError(Exception):
-    def __init__(
-        self, status: int, message: str, type: str, param: str | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -26,7 +24,10 @@ def unsupported(param: str, detail: str = "") -> APIError:
 
 def model_not_found(model: str) -> APIError:
     return APIError(
-        404, f"The model `{model}` does not exist or is not served here.", "invalid_request_error", "model",
+        404,
+        f"The model `{model}` does not exist or is not served here.",
+        "invalid_request_error",
+        "model",
         "model_not_found",
     )
 

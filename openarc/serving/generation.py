@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from openarc.engine.engine import Engine, ServedModel
 from openarc.engine.errors import ModelUnavailable
 from openarc.engine.stream import RequestStream, StreamDelta
-from openarc.ipc import ChatPrompt, SamplingParams, TextPrompt
+from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.protocol.base import Usage
 from openarc.serving.errors import APIError, invalid_request, server_error, unavailable
 
@@ -33,7 +33,7 @@ class Generation:
         self.streams = streams
         self.n = n
         self._notify = notify
-        self.finish_reasons: list[str | None] = [None] * len(streams)
+        self.finish_reasons: list[FinishReason | None] = [None] * len(streams)
         self._closed = False
 
     @classmethod
@@ -120,6 +120,12 @@ class Generation:
             outcome = "aborted"
         log.info(
             "%s model=%s replica=%s prompt_tokens=%d completion_tokens=%d ttft=%s tokens_per_s=%s finish=%s",
-            self.request_id, self.model.id, ",".join(sorted({s.replica for s in self.streams})),
-            usage.prompt_tokens, usage.completion_tokens, ttft, rate, outcome,
+            self.request_id,
+            self.model.id,
+            ",".join(sorted({s.replica for s in self.streams})),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            ttft,
+            rate,
+            outcome,
         )

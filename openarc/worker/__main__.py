@@ -39,9 +39,7 @@ def main() -> int:
             channel.send(WorkerFailed(f"{type(exc).__name__}: {exc}"))
             return 1
         channel.send(
-            WorkerReady(
-                pid=os.getpid(), load_seconds=time.monotonic() - started, context_length=runner.context_length
-            )
+            WorkerReady(pid=os.getpid(), load_seconds=time.monotonic() - started, context_length=runner.context_length)
         )
         WorkerLoop(runner, channel, spec.max_num_seqs).run()
     except (EngineGone, BrokenPipeError, ConnectionResetError):

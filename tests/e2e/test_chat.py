@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import httpx
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.server import Server
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def sse_events(response: httpx.Response) -> list[Any]:
@@ -69,7 +70,7 @@ def check_chat_chunks(events: list[Any], n: int, include_usage: bool) -> dict[in
 
 def test_chat_non_streaming_answers(server: Server) -> None:
     completion = server.client().chat.completions.create(
-        model="smollm2", messages=QUESTION, max_tokens=30, temperature=0  # type: ignore[arg-type]
+        model="smollm2", messages=QUESTION, max_tokens=30, temperature=0
     )
     assert completion.id.startswith("chatcmpl-")
     assert completion.object == "chat.completion"
@@ -87,12 +88,10 @@ def test_chat_non_streaming_answers(server: Server) -> None:
 def test_chat_streaming_matches_non_streaming(server: Server) -> None:
     client = server.client()
     stream = client.chat.completions.create(
-        model="smollm2", messages=QUESTION, max_tokens=30, temperature=0, stream=True  # type: ignore[arg-type]
+        model="smollm2", messages=QUESTION, max_tokens=30, temperature=0, stream=True
     )
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-    whole = client.chat.completions.create(
-        model="smollm2", messages=QUESTION, max_tokens=30, temperature=0  # type: ignore[arg-type]
-    )
+    whole = client.chat.completions.create(model="smollm2", messages=QUESTION, max_tokens=30, temperature=0)
     assert streamed == whole.choices[0].message.content
     assert "Paris" in streamed
 
@@ -123,8 +122,10 @@ def test_chat_stream_without_usage_has_no_usage_key(server: Server) -> None:
 
 def test_max_tokens_ends_with_length(server: Server) -> None:
     completion = server.client().chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Write a long story about a dragon."}],
-        max_tokens=5, temperature=0,
+        model="smollm2",
+        messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+        max_tokens=5,
+        temperature=0,
     )
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage is not None and completion.usage.completion_tokens == 5
@@ -168,8 +169,11 @@ def test_seed_makes_sampling_reproducible(server: Server) -> None:
 
     def sample(seed: int) -> str:
         completion = client.chat.completions.create(
-            model="smollm2", messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=20,
-            temperature=1.0, seed=seed,
+            model="smollm2",
+            messages=[{"role": "user", "content": "Tell me a story."}],
+            max_tokens=20,
+            temperature=1.0,
+            seed=seed,
         )
         return completion.choices[0].message.content or ""
 
@@ -192,7 +196,11 @@ def test_completions_string_list_echo_and_stream(server: Server) -> None:
     assert many.choices[1].text.startswith("a, b, c, d,")
     assert many.usage is not None and many.usage.completion_tokens == 12
     stream = client.completions.create(
-        model="smollm2", prompt="1, 2, 3, 4,", max_tokens=6, temperature=0, stream=True,
+        model="smollm2",
+        prompt="1, 2, 3, 4,",
+        max_tokens=6,
+        temperature=0,
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -217,8 +225,11 @@ def test_models_list_and_get(server: Server) -> None:
 
 def test_utf8_output_is_never_broken(server: Server) -> None:
     stream = server.client().chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Répète exactement: « café, naïve, 日本語, 🙂 »"}],
-        max_tokens=40, temperature=0, stream=True,
+        model="smollm2",
+        messages=[{"role": "user", "content": "Répète exactement: « café, naïve, 日本語, 🙂 »"}],
+        max_tokens=40,
+        temperature=0,
+        stream=True,
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert "\ufffd" not in text

@@ -12,10 +12,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.server import Server, run_server, write_config
 
-STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
+STORY: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Tell me a long story about a lighthouse keeper."}
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,11 @@ def replica(server: Server) -> dict[str, Any]:
 def test_sixteen_concurrent_streams_share_engine_steps(fresh_server: Server) -> None:
     async def one(client: openai.AsyncOpenAI) -> tuple[str, str | None]:
         stream = await client.chat.completions.create(
-            model="smollm2", messages=STORY, max_tokens=48, stream=True, extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+            model="smollm2",
+            messages=STORY,
+            max_tokens=48,
+            stream=True,
+            extra_body={"ignore_eos": True},
         )
         text, finish = "", None
         async for chunk in stream:
@@ -83,7 +90,11 @@ def test_killed_worker_fails_its_requests_and_is_restarted(fresh_server: Server)
     first = replica(fresh_server)
     client = fresh_server.client()
     stream = client.chat.completions.create(
-        model="smollm2", messages=STORY, max_tokens=4000, stream=True, extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+        model="smollm2",
+        messages=STORY,
+        max_tokens=4000,
+        stream=True,
+        extra_body={"ignore_eos": True},
     )
     chunks = iter(stream)
     next(chunks)
@@ -93,10 +104,11 @@ def test_killed_worker_fails_its_requests_and_is_restarted(fresh_server: Server)
             pass
     fresh_server.wait_until(
         lambda: replica(fresh_server)["state"] == "ready" and replica(fresh_server)["restarts"] == 1,
-        timeout=60, what="the worker restart",
+        timeout=60,
+        what="the worker restart",
     )
     assert replica(fresh_server)["pid"] != first["pid"]
-    completion = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=5)  # type: ignore[arg-type]
+    completion = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=5)
     assert completion.choices[0].message.content
 
 
@@ -111,7 +123,10 @@ def test_two_cpu_replicas_share_concurrent_requests(smollm2_gguf: Path, tmp_path
                 await asyncio.gather(
                     *(
                         client.chat.completions.create(
-                            model="smollm2", messages=STORY, max_tokens=32, extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+                            model="smollm2",
+                            messages=STORY,
+                            max_tokens=32,
+                            extra_body={"ignore_eos": True},
                         )
                         for _ in range(8)
                     )

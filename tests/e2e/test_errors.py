@@ -6,10 +6,11 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.server import Server
 
-MESSAGES = [{"role": "user", "content": "Hi"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 
 
 def error_of(response: Any, status: int) -> dict[str, Any]:
@@ -42,8 +43,11 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
             "response_format",
             "not supported",
         ),
-        ({"model": "smollm2", "messages": MESSAGES, "stream_options": {"include_usage": True}}, "stream_options",
-         "only allowed when `stream` is true"),
+        (
+            {"model": "smollm2", "messages": MESSAGES, "stream_options": {"include_usage": True}},
+            "stream_options",
+            "only allowed when `stream` is true",
+        ),
         (
             {
                 "model": "smollm2",
@@ -56,8 +60,9 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
         ),
     ],
 )
-def test_bad_chat_input_is_a_400_naming_the_field(server: Server, body: dict[str, Any], param: str,
-                                                   fragment: str) -> None:
+def test_bad_chat_input_is_a_400_naming_the_field(
+    server: Server, body: dict[str, Any], param: str, fragment: str
+) -> None:
     with server.http() as http:
         error = error_of(http.post("/v1/chat/completions", json=body), 400)
     assert error["type"] == "invalid_request_error"
@@ -79,7 +84,7 @@ def test_unparseable_body_is_a_400(server: Server, content: bytes, fragment: str
 
 def test_unknown_model_is_404_model_not_found(server: Server) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        server.client().chat.completions.create(model="gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
+        server.client().chat.completions.create(model="gpt-9", messages=MESSAGES)
     assert caught.value.code == "model_not_found"
     with server.http() as http:
         error = error_of(http.post("/v1/completions", json={"model": "gpt-9", "prompt": "x"}), 404)
@@ -102,13 +107,17 @@ def test_context_overflow_is_a_400_before_streaming(server: Server) -> None:
 
 def test_unsupported_completion_parameters(server: Server) -> None:
     with server.http() as http:
-        assert error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": "x", "suffix": "y"}), 400)[
-            "param"
-        ] == "suffix"
+        assert (
+            error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": "x", "suffix": "y"}), 400)[
+                "param"
+            ]
+            == "suffix"
+        )
         # Token-id prompts are not accepted: the error points at the first id.
-        assert error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": [1, 2]}), 400)[
-            "param"
-        ] == "prompt[0]"
+        assert (
+            error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": [1, 2]}), 400)["param"]
+            == "prompt[0]"
+        )
 
 
 def test_unknown_route_and_method_are_openai_shaped(server: Server) -> None:
@@ -121,7 +130,7 @@ def test_unknown_fields_are_accepted_and_logged_once(server: Server) -> None:
     client = server.client()
     for _ in range(2):
         completion = client.chat.completions.create(
-            model="smollm2", messages=MESSAGES, max_tokens=3, extra_body={"frobnicate_level": 3}  # type: ignore[arg-type]
+            model="smollm2", messages=MESSAGES, max_tokens=3, extra_body={"frobnicate_level": 3}
         )
         assert completion.choices[0].message.content is not None
     assert server.log().count("ignoring unknown request field 'frobnicate_level'") == 1
@@ -131,8 +140,6 @@ def test_server_keeps_serving_after_bad_input(server: Server) -> None:
     with server.http() as http:
         for body in ({"model": "smollm2", "messages": []}, {"model": "smollm2", "messages": MESSAGES, "top_k": -5}):
             error_of(http.post("/v1/chat/completions", json=body), 400)
-    completion = server.client().chat.completions.create(
-        model="smollm2", messages=MESSAGES, max_tokens=5  # type: ignore[arg-type]
-    )
+    completion = server.client().chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=5)
     assert completion.choices[0].finish_reason in ("stop", "length")
     assert server.status()["smollm2"]["replicas"][0]["restarts"] == 0

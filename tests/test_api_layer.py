@@ -1,0 +1,70 @@
+"""The HTTP layer alone: body decoding and API keys on a tiny app, no engine."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from openarc.api.auth import APIKeyMiddleware
+from openarc.api.body import decode_body
+from openarc.protocol.chat import ChatCompletionRequest, DeveloperMessage, TextPart, UserMessage
+from openarc.serving.chat import template_messages
+from openarc.serving.errors import APIError
+
+
+def test_decode_names_the_bad_field() -> None:
+    with pytest.raises(APIError) as caught:
+        body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": 2}'
+        decode_body(body, ChatCompletionRequest)
+    assert (caught.value.status, caught.value.param) == (400, "top_p")
+    assert "Expected `float` <= 1.0" in caught.value.message
+
+
+def test_decode_accepts_unknown_fields() -> None:
+    body = decode_body(
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "x_extra": 1}', ChatCompletionRequest
+    )
+    assert body.model == "m"
+
+
+def test_template_messages_flatten_parts_and_map_developer() -> None:
+    messages = msgspec.convert(
+        [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ],
+        list[DeveloperMessage | UserMessage],
+    )
+    assert isinstance(messages[1].content, list) and isinstance(messages[1].content[0], TextPart)
+    assert template_messages(messages) == [  # type: ignore[arg-type]
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "ab"},
+    ]
+
+
+def app_with_keys(keys: list[str]) -> TestClient:
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    app = Starlette(routes=[Route("/v1/x", hello), Route("/health", hello)])
+    return TestClient(APIKeyMiddleware(app, keys))
+
+
+def test_api_keys_guard_everything_but_probes() -> None:
+    client = app_with_keys(["k1", "k2"])
+    assert client.get("/health").status_code == 200
+    assert client.get("/v1/x").status_code == 401
+    assert client.get("/v1/x", headers={"Authorization": "Bearer k3"}).status_code == 401
+    assert client.get("/v1/x", headers={"Authorization": "Bearer k2"}).text == "hi"
+    assert client.get("/v1/x", headers={"Authorization": "bearer k1"}).text == "hi"
+    denied = client.get("/v1/x").json()
+    assert denied["error"]["type"] == "authentication_error"
+
+
+def test_no_keys_means_open() -> None:
+    assert app_with_keys([]).get("/v1/x").text == "hi"

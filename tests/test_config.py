@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from openarc.config import ConfigError, check_device, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICES = ["CPU", "GPU.0", "GPU.1", "NPU"]
+
+
+def parse(text: str, tmp_path: Path, devices: list[str] = DEVICES) -> object:
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    return parse_config(text, tmp_path / "config.yaml", lambda: devices)
+
+
+def error(text: str, tmp_path: Path, devices: list[str] = DEVICES) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, tmp_path, devices)
+    return str(caught.value)
+
+
+def test_defaults_and_relative_source(tmp_path: Path) -> None:
+    config = parse("models:\n  - id: m\n    source: model.gguf\n", tmp_path)
+    assert config.server.host == "127.0.0.1"  # type: ignore[attr-defined]
+    assert config.server.port == 8000  # type: ignore[attr-defined]
+    model = config.models[0]  # type: ignore[attr-defined]
+    assert model.source == str((tmp_path / "model.gguf").resolve())
+    assert model.devices == ["CPU"]
+    assert model.scheduler.enable_prefix_caching is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("serverr: {}\n", "$: Object contains unknown field `serverr`"),
+        ("server: {prot: 1}\n", "$.server: Object contains unknown field `prot`"),
+        ("server: {port: eighty}\n", "$.server.port: Expected `int`, got `str`"),
+        ("server: {port: 70000}\n", "$.server.port: Expected `int` <= 65535"),
+        ("models: [{id: m}]\n", "$.models[0]: Object missing required field `source`"),
+        (
+            "models: [{id: m, source: model.gguf, devices: []}]\n",
+            "$.models[0].devices: Expected `array` of length >= 1",
+        ),
+        (
+            "models: [{id: m, source: model.gguf, scheduler: {max_num_seqs: 0}}]\n",
+            "$.models[0].scheduler.max_num_seqs: Expected `int` >= 1",
+        ),
+        (
+            "models: [{id: m, source: model.gguf, generation: {temperature: 3}}]\n",
+            "$.models[0].generation.temperature: Expected `float` <= 2.0",
+        ),
+        ("models: [{id: m, source: model.gguf, task: tts}]\n", "$.models[0].task: Invalid enum value 'tts'"),
+        ("models: [{id: m, source: nope.gguf}]\n", "$.models[0].source: no such file or folder"),
+        ("models: [{id: m, source: .}]\n", "holds no openvino_model.xml"),
+        ("models: [{id: m, source: config.yaml}]\n", "expected an OpenVINO IR folder or a .gguf file"),
+        (
+            "models: [{id: m, source: model.gguf, devices: [CPU, GPU.2]}]\n",
+            "$.models[0].devices[1]: device 'GPU.2' is not available on this machine "
+            "(available: CPU, GPU.0, GPU.1, NPU)",
+        ),
+        ("models: [{id: m, source: model.gguf}, {id: m, source: model.gguf}]\n", "$.models[1].id: duplicate model id"),
+        (
+            "models: [{id: m, source: model.gguf, chat_template: nofile.jinja}]\n",
+            "$.models[0].chat_template: not a Jinja template and no such file",
+        ),
+        ("models: [\n", "not valid YAML"),
+    ],
+)
+def test_errors_name_file_path_and_expectation(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "config.yaml").write_text(text)
+    message = error(text, tmp_path)
+    assert message.startswith(str(tmp_path / "config.yaml") + ": ")
+    assert expected in message
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    message = error("models: [{id: a, source: x.gguf, devices: [TPU]}, {id: b, source: y.gguf}]\n", tmp_path)
+    assert len(message.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("device", "ok"),
+    [
+        ("CPU", True),
+        ("GPU", True),
+        ("GPU.1", True),
+        ("GPU.2", False),
+        ("NPU", True),
+        ("TPU", False),
+        ("AUTO", True),
+        ("AUTO:GPU.1,CPU", True),
+        ("AUTO:GPU.3,CPU", False),
+        ("HETERO:GPU.0,CPU", True),
+        ("HETERO", False),
+        ("MULTI:GPU.0,GPU.1", True),
+        ("MULTI:NPU,FPGA", False),
+    ],
+)
+def test_device_names(device: str, ok: bool) -> None:
+    assert (check_device(device, DEVICES) is None) == ok
+
+
+def test_gpu_is_refused_on_a_cpu_only_machine() -> None:
+    assert check_device("GPU", ["CPU"]) == "device 'GPU' is not available on this machine (available: CPU)"
+
+
+def test_chat_template_file_and_inline(tmp_path: Path) -> None:
+    (tmp_path / "t.jinja").write_text("{{ messages[0]['content'] }}")
+    config = parse("models: [{id: m, source: model.gguf, chat_template: t.jinja}]\n", tmp_path)
+    assert config.models[0].chat_template == "{{ messages[0]['content'] }}"  # type: ignore[attr-defined]
+    config = parse(
+        "models: [{id: m, source: model.gguf, chat_template: '{% for m in messages %}{% endfor %}'}]\n", tmp_path
+    )
+    assert config.models[0].chat_template.startswith("{%")  # type: ignore[attr-defined]
+
+
+def test_example_config_is_valid_but_for_the_models_this_machine_lacks(smollm2_gguf: Path) -> None:
+    # example.yaml documents a multi-GPU and an NPU deployment: only their model folders may be missing here.
+    with pytest.raises(ConfigError) as caught:
+        load_config(ROOT / "configs" / "example.yaml", lambda: DEVICES)
+    problems = str(caught.value).splitlines()
+    assert len(problems) == 2
+    assert "$.models[1].source: no such file or folder: /models/Qwen2.5-7B" in problems[0]
+    assert "$.models[2].source: no such file or folder: /models/Phi-3.5" in problems[1]
+    with pytest.raises(ConfigError, match=r"models\[1\]\.devices\[0\]: device 'GPU.0' is not available"):
+        load_config(ROOT / "configs" / "example.yaml", lambda: ["CPU"])
+
+
+def test_demo_config_is_valid(smollm2_gguf: Path) -> None:
+    demo = load_config(ROOT / "configs" / "demo.yaml", lambda: ["CPU"])
+    assert demo.models[0].source == str(smollm2_gguf)
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    good = tmp_path / "good.yaml"
+    good.write_text("models: [{id: m, source: model.gguf}]\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [{id: m, source: model.gguf, devcies: [CPU]}]\n")
+    ok = subprocess.run([sys.executable, "-m", "openarc", "check-config", str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "OK (m on CPU)" in ok.stdout
+    failed = subprocess.run([sys.executable, "-m", "openarc", "check-config", str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert f"{bad}: $.models[0]: Object contains unknown field `devcies`" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "openarc", "check-config", str(tmp_path / "nope.yaml")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "cannot read config" in missing.stderr
