@@ -32,9 +32,10 @@ def model_not_found(model: str) -> APIError:
     )
 
 
-def server_error(message: str) -> APIError:
-    return APIError(500, message, "server_error", None, "engine_error")
+def engine_failed(message: str) -> APIError:
+    """The engine failed the request (a step error, a worker that died); retrying can succeed once it is back."""
+    return APIError(503, message, "server_error", None, "engine_error")
 
 
 def unavailable(message: str) -> APIError:
-    return APIError(503, message, "service_unavailable", None, "model_unavailable")
+    return APIError(503, message, "server_error", None, "model_unavailable")

@@ -12,7 +12,7 @@ from openarc.engine.errors import ModelUnavailable
 from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.protocol.base import Usage
-from openarc.serving.errors import APIError, invalid_request, server_error, unavailable
+from openarc.serving.errors import APIError, engine_failed, invalid_request, unavailable
 
 log = logging.getLogger("openarc.requests")
 
@@ -74,7 +74,7 @@ class Generation:
 
     @staticmethod
     def error_for(message: str, kind: str | None) -> APIError:
-        return invalid_request(message) if kind == "invalid_request" else server_error(message)
+        return invalid_request(message) if kind == "invalid_request" else engine_failed(message)
 
     async def deltas(self) -> AsyncIterator[tuple[int, StreamDelta]]:
         """(choice index, delta) as outputs arrive, until every request has finished."""

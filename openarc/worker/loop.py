@@ -83,6 +83,11 @@ class WorkerLoop:
         except PromptRejected as exc:
             self.outputs.append(RequestOutput(request.rid, error=str(exc), error_kind="invalid_request"))
             return
+        except Exception as exc:
+            # Whatever a request does to the tokenizer must not take the worker (and its other requests) down.
+            log.exception("could not prepare request %d", request.rid)
+            self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
+            return
         text = TextOutput(self.runner.tokenizer, request.params.stop)
         self.waiting.append(PreparedRequest(request.rid, input_ids, config, text))
 
@@ -124,7 +129,12 @@ class WorkerLoop:
     def read_handles(self) -> None:
         finished = []
         for rid, request in self.active.items():
-            output = self.read_one(request)
+            try:
+                output = self.read_one(request)
+            except Exception as exc:
+                log.exception("could not read the output of request %d", rid)
+                request.handle.cancel()
+                output = RequestOutput(rid, error=f"engine error: {exc}", error_kind="engine")
             if output is not None:
                 self.outputs.append(output)
                 if output.finish_reason is not None or output.error is not None:

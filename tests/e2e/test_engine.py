@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +103,36 @@ def test_killed_worker_fails_its_requests_and_is_restarted(fresh_server: Server)
     with pytest.raises(openai.APIError, match="stopped unexpectedly"):
         for _ in chunks:
             pass
-    fresh_server.wait_until(
-        lambda: replica(fresh_server)["state"] == "ready" and replica(fresh_server)["restarts"] == 1,
-        timeout=60,
-        what="the worker restart",
-    )
+    wait_for_restart(fresh_server, first["restarts"] + 1)
     assert replica(fresh_server)["pid"] != first["pid"]
     completion = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=5)
     assert completion.choices[0].message.content
+
+
+def test_killed_worker_fails_a_non_streaming_request_with_503(fresh_server: Server) -> None:
+    first = replica(fresh_server)
+    body = {"model": "smollm2", "messages": STORY, "max_tokens": 4000, "ignore_eos": True}
+
+    def post() -> httpx.Response:
+        with fresh_server.http() as http:
+            return http.post("/v1/chat/completions", json=body)
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post)
+        fresh_server.wait_until(lambda: replica(fresh_server)["active"] == 1, what="the request to start")
+        os.kill(first["pid"], signal.SIGKILL)
+        response = answer.result(timeout=60)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "engine_error"
+    wait_for_restart(fresh_server, first["restarts"] + 1)
+
+
+def wait_for_restart(server: Server, restarts: int) -> None:
+    server.wait_until(
+        lambda: replica(server)["state"] == "ready" and replica(server)["restarts"] == restarts,
+        timeout=60,
+        what="the worker restart",
+    )
 
 
 def test_two_cpu_replicas_share_concurrent_requests(smollm2_gguf: Path, tmp_path: Path) -> None:
