@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,17 @@ class Server:
     port: int
     log_path: Path
     api_key: str | None = None
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.api_key or "unused", max_retries=0, **kwargs)
+        """An SDK client, closed when the server stops (no socket left for the GC to warn about)."""
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.api_key or "unused", max_retries=0, **kwargs)
+        self.clients.append(client)
+        return client
 
     def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.api_key or "unused", max_retries=0, **kwargs)
@@ -103,6 +107,8 @@ def _ready(server: Server) -> bool:
 
 
 def stop(server: Server) -> int:
+    for client in server.clients:
+        client.close()
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)
         try:

@@ -20,6 +20,13 @@ class PromptRejected(Exception):
     """The request cannot be run as asked (too long, template failure); the message is for the client."""
 
 
+def _template_error(exc: Exception) -> str:
+    """The template's own words (e.g. its raise_exception message), without GenAI's advice and source path."""
+    message = str(exc)
+    _, found, detail = message.partition("Minja's error: ")
+    return detail.split(" at row ", 1)[0].strip() if found else message
+
+
 class ModelRunner:
     """A loaded model: the pipeline plus the facts needed to turn requests into GenAI calls."""
 
@@ -46,7 +53,7 @@ class ModelRunner:
                 prompt.messages, add_generation_prompt=True, chat_template=self.chat_template
             )
         except Exception as exc:
-            raise PromptRejected(f"the chat template rejected the messages: {exc}") from None
+            raise PromptRejected(f"the chat template rejected the messages: {_template_error(exc)}") from None
         # The template already wrote the special tokens (BOS and role markers) as text.
         return self.tokenizer.encode(text, add_special_tokens=False).input_ids
 

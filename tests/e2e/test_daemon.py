@@ -14,6 +14,10 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.server import Server, free_port, run_server, stop, write_config
 
+STRICT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}{{ raise_exception('the first message must be a system message') }}"
+    "{% endif %}{{ messages[0]['content'] }}"
+)
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -91,7 +95,11 @@ def test_model_that_fails_to_load_is_reported_while_the_rest_serve(smollm2_gguf:
     broken.write_bytes(b"GGUF" + b"\0" * 64)
     config = write_config(
         tmp_path / "config.yaml",
-        [{"id": "broken", "source": str(broken)}, {"id": "smollm2", "source": str(smollm2_gguf)}],
+        [
+            {"id": "broken", "source": str(broken)},
+            {"id": "smollm2", "source": str(smollm2_gguf)},
+            {"id": "strict", "source": str(smollm2_gguf), "chat_template": STRICT_TEMPLATE},
+        ],
     )
     port = free_port()
     with subprocess.Popen(
@@ -102,7 +110,9 @@ def test_model_that_fails_to_load_is_reported_while_the_rest_serve(smollm2_gguf:
         server = Server(process, port, tmp_path / "unused.log")
         try:
             server.wait_until(
-                lambda: _statuses(server) == {"broken": "failed", "smollm2": "ready"}, 60, "both models to settle"
+                lambda: _statuses(server) == {"broken": "failed", "smollm2": "ready", "strict": "ready"},
+                60,
+                "the models to settle",
             )
             failed = server.status()["broken"]["replicas"][0]
             assert failed["error"], "the load error is shown"
@@ -113,6 +123,13 @@ def test_model_that_fails_to_load_is_reported_while_the_rest_serve(smollm2_gguf:
                 assert response.json()["error"]["code"] == "model_unavailable"
             completion = server.client().chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=5)
             assert completion.choices[0].message.content
+            # A template that refuses the messages is the client's error, with the template's own words.
+            with pytest.raises(openai.BadRequestError) as caught:
+                server.client().chat.completions.create(model="strict", messages=MESSAGES)
+            assert caught.value.message.endswith(
+                "the chat template rejected the messages: the first message must be a system message"
+            )
+            assert server.status()["strict"]["replicas"][0]["restarts"] == 0
         finally:
             assert stop(server) == 0
 
