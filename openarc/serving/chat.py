@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from msgspec import UNSET, UnsetType
 
 from openarc.engine.engine import Engine
+from openarc.engine.stream import StreamDelta
 from openarc.ipc import ChatPrompt
 from openarc.protocol.base import Usage
 from openarc.protocol.chat import (
@@ -34,7 +35,7 @@ from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.models import resolve
 from openarc.serving.sampling import check_common, sampling_params
-from openarc.serving.sse import DONE, error_event, event
+from openarc.serving.sse import event
 
 
 def _check_supported(request: ChatCompletionRequest) -> None:
@@ -109,14 +110,10 @@ class ChatServing:
             generation.close()
 
     async def _complete(self, generation: Generation, model: str) -> ChatCompletion:
-        texts: list[list[str]] = [[] for _ in generation.streams]
-        async for index, delta in generation.deltas():
-            if delta.error is not None:
-                raise generation.error_for(delta.error, delta.error_kind)
-            texts[index].append(delta.text)
+        texts = await generation.collect()
         choices = [
-            ChatChoice(index=i, message=ChatMessage(content="".join(parts)), finish_reason=generation.finish_reasons[i])
-            for i, parts in enumerate(texts)
+            ChatChoice(index=i, message=ChatMessage(content=text), finish_reason=generation.finish_reasons[i])
+            for i, text in enumerate(texts)
         ]
         return ChatCompletion(
             id=generation.request_id,
@@ -127,12 +124,12 @@ class ChatServing:
             system_fingerprint=SYSTEM_FINGERPRINT,
         )
 
-    async def _stream(self, generation: Generation, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    def _stream(self, generation: Generation, model: str, include_usage: bool) -> AsyncIterator[bytes]:
         created = int(time.time())
         # OpenAI: with include_usage every chunk has "usage": null; without it, no usage key at all.
         usage_field: Usage | UnsetType | None = None if include_usage else UNSET
 
-        def chunk(choices: list[ChatChunkChoice]) -> bytes:
+        def chunk(choices: list[ChatChunkChoice], usage: Usage | UnsetType | None = usage_field) -> bytes:
             return event(
                 ChatCompletionChunk(
                     id=generation.request_id,
@@ -140,33 +137,19 @@ class ChatServing:
                     model=model,
                     choices=choices,
                     system_fingerprint=SYSTEM_FINGERPRINT,
-                    usage=usage_field,
+                    usage=usage,
                 )
             )
 
-        try:
-            for index in range(len(generation.streams)):
-                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))])
-            async for index, delta in generation.deltas():
-                if delta.error is not None:
-                    yield error_event(delta.error)
-                    break
-                if delta.text:
-                    yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=delta.text))])
-                if delta.finish_reason is not None:
-                    yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)])
-            else:
-                if include_usage:
-                    yield event(
-                        ChatCompletionChunk(
-                            id=generation.request_id,
-                            created=created,
-                            model=model,
-                            choices=[],
-                            system_fingerprint=SYSTEM_FINGERPRINT,
-                            usage=generation.usage(),
-                        )
-                    )
-            yield DONE
-        finally:
-            generation.close()
+        def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
+            if delta.text:
+                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=delta.text))])
+            if delta.finish_reason is not None:
+                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)])
+
+        opening = (
+            chunk([ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))])
+            for index in range(len(generation.streams))
+        )
+        usage_event = (lambda usage: chunk([], usage)) if include_usage else None
+        return generation.events(opening, render, usage_event)

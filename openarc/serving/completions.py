@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from msgspec import UNSET, UnsetType
 
 from openarc.engine.engine import Engine
-from openarc.ipc import FinishReason, TextPrompt
+from openarc.engine.stream import StreamDelta
+from openarc.ipc import TextPrompt
 from openarc.protocol.base import Usage
 from openarc.protocol.completions import Completion, CompletionChoice, CompletionRequest
 from openarc.serving.errors import invalid_request, unsupported
@@ -16,7 +17,7 @@ from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.models import resolve
 from openarc.serving.sampling import check_common, sampling_params
-from openarc.serving.sse import DONE, error_event, event
+from openarc.serving.sse import event
 
 
 def _check_supported(request: CompletionRequest) -> None:
@@ -51,14 +52,10 @@ class CompletionServing:
             generation.close()
 
     async def _complete(self, generation: Generation, model: str, echoes: list[str]) -> Completion:
-        texts: list[list[str]] = [[echo] for echo in echoes]
-        async for index, delta in generation.deltas():
-            if delta.error is not None:
-                raise generation.error_for(delta.error, delta.error_kind)
-            texts[index].append(delta.text)
+        texts = await generation.collect(echoes)
         choices = [
-            CompletionChoice(index=i, text="".join(parts), finish_reason=generation.finish_reasons[i])
-            for i, parts in enumerate(texts)
+            CompletionChoice(index=i, text=text, finish_reason=generation.finish_reasons[i])
+            for i, text in enumerate(texts)
         ]
         return Completion(
             id=generation.request_id,
@@ -69,47 +66,32 @@ class CompletionServing:
             system_fingerprint=SYSTEM_FINGERPRINT,
         )
 
-    async def _stream(
+    def _stream(
         self, generation: Generation, model: str, echoes: list[str], include_usage: bool
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
         usage_field: Usage | UnsetType | None = None if include_usage else UNSET
 
-        def chunk(index: int, text: str, finish_reason: FinishReason | None = None) -> bytes:
-            choice = CompletionChoice(index=index, text=text, finish_reason=finish_reason)
+        def chunk(choices: list[CompletionChoice], usage: Usage | UnsetType | None = usage_field) -> bytes:
             return event(
                 Completion(
                     id=generation.request_id,
                     created=created,
                     model=model,
-                    choices=[choice],
+                    choices=choices,
                     system_fingerprint=SYSTEM_FINGERPRINT,
-                    usage=usage_field,
+                    usage=usage,
                 )
             )
 
-        try:
-            for index, echo in enumerate(echoes):
-                if echo:
-                    yield chunk(index, echo)
-            async for index, delta in generation.deltas():
-                if delta.error is not None:
-                    yield error_event(delta.error)
-                    break
-                if delta.text or delta.finish_reason is not None:
-                    yield chunk(index, delta.text, delta.finish_reason)
-            else:
-                if include_usage:
-                    yield event(
-                        Completion(
-                            id=generation.request_id,
-                            created=created,
-                            model=model,
-                            choices=[],
-                            system_fingerprint=SYSTEM_FINGERPRINT,
-                            usage=generation.usage(),
-                        )
-                    )
-            yield DONE
-        finally:
-            generation.close()
+        def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
+            if delta.text or delta.finish_reason is not None:
+                yield chunk([CompletionChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)])
+
+        opening = (
+            chunk([CompletionChoice(index=index, text=echo, finish_reason=None)])
+            for index, echo in enumerate(echoes)
+            if echo
+        )
+        usage_event = (lambda usage: chunk([], usage)) if include_usage else None
+        return generation.events(opening, render, usage_event)

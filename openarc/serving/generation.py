@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from openarc.engine.engine import Engine, ServedModel
 from openarc.engine.errors import ModelUnavailable
@@ -13,6 +13,7 @@ from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.protocol.base import Usage
 from openarc.serving.errors import APIError, engine_failed, invalid_request, unavailable
+from openarc.serving.sse import DONE, error_event
 
 log = logging.getLogger("openarc.requests")
 
@@ -89,6 +90,42 @@ class Generation:
                 return
             await self._notify.wait()
             self._notify.clear()
+
+    async def collect(self, prefixes: Sequence[str] | None = None) -> list[str]:
+        """Each choice's whole text (after its prefix); an engine error becomes the request's error."""
+        texts = [[prefix] for prefix in prefixes] if prefixes else [[] for _ in self.streams]
+        async for index, delta in self.deltas():
+            if delta.error is not None:
+                raise self.error_for(delta.error, delta.error_kind)
+            texts[index].append(delta.text)
+        return ["".join(parts) for parts in texts]
+
+    async def events(
+        self,
+        opening: Iterable[bytes],
+        render: Callable[[int, StreamDelta], Iterable[bytes]],
+        usage_event: Callable[[Usage], bytes] | None,
+    ) -> AsyncIterator[bytes]:
+        """The SSE body: `opening`, each delta as `render` frames it, the usage event if asked, then [DONE].
+
+        The status line is already sent, so an engine error travels as an error event before [DONE].
+        Closing the iterator (the client left) aborts whatever is still running.
+        """
+        try:
+            for frame in opening:
+                yield frame
+            async for index, delta in self.deltas():
+                if delta.error is not None:
+                    yield error_event(delta.error)
+                    break
+                for frame in render(index, delta):
+                    yield frame
+            else:
+                if usage_event is not None:
+                    yield usage_event(self.usage())
+            yield DONE
+        finally:
+            self.close()
 
     def usage(self) -> Usage:
         # n choices of one prompt share its prompt: count it once, as OpenAI does.
