@@ -7,7 +7,7 @@ from pathlib import Path
 import openvino_genai
 import pytest
 
-from openarc.worker.text_output import TextOutput
+from openarc.worker.text_output import TextOutput, decode_step
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,14 @@ def ids(tokenizer: openvino_genai.Tokenizer, text: str) -> list[int]:
 
 def stream(tokenizer: openvino_genai.Tokenizer, text: str, stop: list[str]) -> tuple[list[str], bool]:
     """Feed `text` one token at a time, as the engine does; return what was released at each step."""
-    output = TextOutput(tokenizer, stop)
+    output = TextOutput(stop)
     released = []
     for token in ids(tokenizer, text):
-        output.write([token])
-        released.append(output.take(final=False))
+        output.add_tokens([token])
+        released.extend(decode_step(tokenizer, [output], [False]))
         if output.stopped:
             return released, True
-    released.append(output.take(final=True))
+    released.extend(decode_step(tokenizer, [output], [True]))
     return released, False
 
 
@@ -58,3 +58,18 @@ def test_partial_stop_string_is_held_back_then_released(tokenizer: openvino_gena
 def test_earliest_of_several_stop_strings_wins(tokenizer: openvino_genai.Tokenizer) -> None:
     released, stopped = stream(tokenizer, "alpha beta gamma delta", ["delta", "beta"])
     assert stopped and "".join(released) == "alpha "
+
+
+def test_one_decode_serves_many_requests_and_skips_special_tokens(tokenizer: openvino_genai.Tokenizer) -> None:
+    texts = ["The capital of France is Paris.", "日本語 🙂", "x = 1 + 2\n"]
+    outputs = [TextOutput([]) for _ in texts]
+    token_lists = [ids(tokenizer, t) for t in texts]
+    eos = tokenizer.get_eos_token_id()
+    released = ["" for _ in texts]
+    for step in range(max(len(t) for t in token_lists) + 1):
+        for output, tokens in zip(outputs, token_lists, strict=True):
+            output.add_tokens(tokens[step : step + 1] or ([eos] if step == len(tokens) else []))
+        finals = [step >= len(tokens) for tokens in token_lists]
+        for i, piece in enumerate(decode_step(tokenizer, outputs, finals)):
+            released[i] += piece
+    assert released == texts

@@ -12,7 +12,7 @@ import openvino_genai
 from openarc.ipc import AbortRequest, AddRequest, Command, RequestOutput, Shutdown, StepReport, WorkerStats
 from openarc.worker.channel import CommandChannel
 from openarc.worker.pipeline import ModelRunner, PromptRejected
-from openarc.worker.text_output import TextOutput
+from openarc.worker.text_output import TextOutput, decode_step
 
 log = logging.getLogger("openarc.worker")
 
@@ -88,7 +88,7 @@ class WorkerLoop:
             log.exception("could not prepare request %d", request.rid)
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
-        text = TextOutput(self.runner.tokenizer, request.params.stop)
+        text = TextOutput(request.params.stop)
         self.waiting.append(PreparedRequest(request.rid, input_ids, config, text))
 
     def abort(self, rid: int) -> None:
@@ -127,50 +127,61 @@ class WorkerLoop:
         self.stats.kv_cache_usage = float(metrics.cache_usage)
 
     def read_handles(self) -> None:
-        finished = []
-        for rid, request in self.active.items():
+        """Collect every request's new tokens, decode them all in one call, and queue their outputs."""
+        touched: list[tuple[int, ActiveRequest, int, bool]] = []
+        for rid, request in list(self.active.items()):
             try:
-                output = self.read_one(request)
+                tokens, done = self.read_tokens(request)
             except Exception as exc:
-                log.exception("could not read the output of request %d", rid)
-                request.handle.cancel()
-                output = RequestOutput(rid, error=f"engine error: {exc}", error_kind="engine")
-            if output is not None:
-                self.outputs.append(output)
-                if output.finish_reason is not None or output.error is not None:
-                    finished.append(rid)
-        for rid in finished:
-            del self.active[rid]
+                self.fail(rid, request, exc)
+                continue
+            if tokens or done or not request.reported_prompt:
+                touched.append((rid, request, tokens, done))
+        if not touched:
+            return
+        texts = [request.prepared.text for _, request, _, _ in touched]
+        try:
+            new_texts = decode_step(self.runner.tokenizer, texts, [done for *_, done in touched])
+        except Exception as exc:
+            for rid, request, _, _ in touched:
+                self.fail(rid, request, exc)
+            return
+        for (rid, request, tokens, done), new_text in zip(touched, new_texts, strict=True):
+            text = request.prepared.text
+            if text.stopped and not done:
+                request.handle.stop()
+                done = True
+            output = RequestOutput(rid, text=new_text, tokens=tokens)
+            if not request.reported_prompt:
+                output.prompt_tokens = request.prompt_tokens
+                request.reported_prompt = True
+            if done:
+                output.finish_reason = "length" if request.finish_reason == _LENGTH and not text.stopped else "stop"
+                del self.active[rid]
+            self.outputs.append(output)
 
-    def read_one(self, request: ActiveRequest) -> RequestOutput | None:
-        handle, text = request.handle, request.prepared.text
+    def read_tokens(self, request: ActiveRequest) -> tuple[int, bool]:
+        """(new token count, finished) for one request; IGNORED requests fail."""
+        handle = request.handle
         status = handle.get_status()
         if status == _IGNORED:
-            message = "the engine could not schedule this request (it does not fit the KV cache)"
-            return RequestOutput(request.prepared.rid, error=message, error_kind="engine")
+            raise RuntimeError("the engine could not schedule this request (it does not fit the KV cache)")
         tokens = 0
         # read() blocks, holding the GIL, when nothing is queued: only read what can_read() promises.
         while handle.can_read():
             for generation in handle.read().values():
-                text.write(generation.generated_ids)
+                request.prepared.text.add_tokens(generation.generated_ids)
                 tokens += len(generation.generated_ids)
                 if generation.finish_reason != _NONE:
                     request.finish_reason = generation.finish_reason
-        done = status != _RUNNING
-        new_text = text.take(final=done)
-        if text.stopped and not done:
-            handle.stop()
-            done = True
         self.stats.generated_tokens += tokens
-        if not (new_text or tokens or done or not request.reported_prompt):
-            return None
-        output = RequestOutput(request.prepared.rid, text=new_text, tokens=tokens)
-        if not request.reported_prompt:
-            output.prompt_tokens = request.prompt_tokens
-            request.reported_prompt = True
-        if done:
-            output.finish_reason = "length" if request.finish_reason == _LENGTH and not text.stopped else "stop"
-        return output
+        return tokens, status != _RUNNING
+
+    def fail(self, rid: int, request: ActiveRequest, exc: Exception) -> None:
+        log.error("request %d failed: %s", rid, exc)
+        request.handle.cancel()
+        del self.active[rid]
+        self.outputs.append(RequestOutput(rid, error=f"engine error: {exc}", error_kind="engine"))
 
     def send_report(self) -> None:
         # Also report a change in load with no output (an abort), so the engine's view of the worker stays true.
