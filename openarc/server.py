@@ -62,6 +62,7 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, begin_drain, sig.name)
 
     engine.start()
+    app.state.loop_lag.start()
     try:
         log.info("serving on http://%s", hypercorn.bind[0])
         await hypercorn_serve(app, hypercorn, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from openarc.api import health, management, openai
 from openarc.api.auth import APIKeyMiddleware
 from openarc.api.errors import UnexpectedErrorMiddleware, api_error, http_error
+from openarc.api.loop_lag import LoopLagMonitor
 from openarc.engine.engine import Engine
 from openarc.serving.chat import ChatServing
 from openarc.serving.completions import CompletionServing
@@ -27,4 +28,5 @@ def build_app(engine: Engine, api_keys: Sequence[str] = ()) -> Starlette:
     app.state.chat = ChatServing(engine)
     app.state.completions = CompletionServing(engine)
     app.state.draining = False
+    app.state.loop_lag = LoopLagMonitor()
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 from typing import Any
 
 from starlette.requests import Request
@@ -42,9 +44,37 @@ def _model_status(model: ServedModel) -> dict[str, Any]:
     }
 
 
+async def runtime(request: Request) -> Response:
+    """The HTTP process itself: event-loop lag, CPU seconds and RSS (`?reset=1` clears the lag samples)."""
+    monitor = request.app.state.loop_lag
+    lag = monitor.summary()
+    if request.query_params.get("reset") in ("1", "true"):
+        monitor.samples_ms.clear()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return json_response(
+        {
+            "pid": os.getpid(),
+            "loop_lag": lag,
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "rss_bytes": _rss_bytes(),
+        }
+    )
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
 async def list_models(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     return json_response({"object": "list", "data": [_model_status(m) for m in engine.models.values()]})
 
 
-routes = [Route("/openarc/models", list_models, methods=["GET"])]
+routes = [
+    Route("/openarc/models", list_models, methods=["GET"]),
+    Route("/openarc/runtime", runtime, methods=["GET"]),
+]

@@ -1,0 +1,68 @@
+"""What the engine and serving benchmarks share: the workload, percentiles, and the result record."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# ~30-token chat prompts (with SmolLM2's template), varied so prefix caching cannot answer them all at once.
+TOPICS = [
+    "the ocean",
+    "a lighthouse",
+    "the moon",
+    "a forest",
+    "a city at night",
+    "the desert",
+    "a mountain",
+    "a river",
+    "winter",
+    "a library",
+    "a train journey",
+    "the stars",
+    "an old castle",
+    "a garden",
+    "the rain",
+    "a market",
+]
+
+
+def prompt_messages(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Write a short poem about {TOPICS[i % len(TOPICS)]}, number {i}."}]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Result:
+    """One benchmark level: C requests in flight, N in all. Times in milliseconds."""
+
+    target: str
+    concurrency: int
+    requests: int
+    output_tokens: int
+    seconds: float
+    ttft_ms: list[float] = field(default_factory=list, repr=False)
+    itl_ms: list[float] = field(default_factory=list, repr=False)
+    e2e_ms: list[float] = field(default_factory=list, repr=False)
+    errors: int = 0
+    malformed_chunks: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("ttft_ms", "itl_ms", "e2e_ms"):
+            values = data.pop(key)
+            data[f"{key[:-3]}_p50_ms"] = round(percentile(values, 50), 2)
+            data[f"{key[:-3]}_p95_ms"] = round(percentile(values, 95), 2)
+        data["output_tokens_per_s"] = round(self.output_tokens / self.seconds, 1) if self.seconds else 0.0
+        data["requests_per_s"] = round(self.requests / self.seconds, 2) if self.seconds else 0.0
+        data["seconds"] = round(self.seconds, 2)
+        data["ttft_mean_ms"] = round(statistics.fmean(self.ttft_ms), 2) if self.ttft_ms else float("nan")
+        return data

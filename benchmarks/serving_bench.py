@@ -1,0 +1,225 @@
+"""Load generator: keep C streaming chat requests in flight against any OpenAI-compatible server, N in all.
+
+Every SSE chunk is decoded into the chat.completion.chunk shape (msgspec, so a wrong type is caught) and
+checked: one id and `created` per stream, `role` in the first delta, `finish_reason` last, `[DONE]` at the
+end. A lean asyncio HTTP/1.1 client is used instead of an SDK: on a 2-core machine the load generator's own
+CPU would otherwise be taken from the server it measures.
+
+    python benchmarks/serving_bench.py --url http://127.0.0.1:8000 --model smollm2 -c 1 4 16 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from benchmarks.common import Result, prompt_messages
+
+
+class Delta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+
+
+class Choice(msgspec.Struct):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Chunk(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+_chunk_decoder = msgspec.json.Decoder(Chunk)
+
+
+class Malformed(Exception):
+    pass
+
+
+class StreamCheck:
+    """The per-stream rules every chunk must follow."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.created: int | None = None
+        self.role_seen = False
+        self.finished = False
+        self.done = False
+        self.usage: Usage | None = None
+        self.content_chunks = 0
+
+    def feed(self, payload: bytes) -> bool:
+        """Check one `data:` payload; True when it carried content."""
+        if payload == b"[DONE]":
+            if not self.finished or self.done:
+                raise Malformed("[DONE] before finish_reason, or twice")
+            self.done = True
+            return False
+        if self.done:
+            raise Malformed("data after [DONE]")
+        try:
+            chunk = _chunk_decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            raise Malformed(f"{exc}: {payload[:200]!r}") from None
+        if chunk.object != "chat.completion.chunk":
+            raise Malformed(f"object is {chunk.object!r}")
+        if self.id is None:
+            self.id, self.created = chunk.id, chunk.created
+        elif (chunk.id, chunk.created) != (self.id, self.created):
+            raise Malformed("id or created changed within a stream")
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        has_content = False
+        for choice in chunk.choices:
+            if self.finished:
+                raise Malformed("a chunk after finish_reason")
+            if not self.role_seen:
+                if choice.delta.role != "assistant":
+                    raise Malformed("the first delta has no role")
+                self.role_seen = True
+            if choice.delta.content:
+                has_content = True
+            if choice.finish_reason is not None:
+                self.finished = True
+        if has_content:
+            self.content_chunks += 1
+        return has_content
+
+
+async def _read_body(reader: asyncio.StreamReader, chunked: bool) -> Any:
+    """Yield the response body as it arrives, de-chunked."""
+    if not chunked:
+        while data := await reader.read(65536):
+            yield data
+        return
+    while True:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        if size == 0:
+            await reader.readline()
+            return
+        data = await reader.readexactly(size)
+        await reader.readexactly(2)
+        yield data
+
+
+async def one_stream(url: str, body: bytes, headers: dict[str, str], result: Result) -> None:
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    try:
+        path = parts.path.rstrip("/") + "/v1/chat/completions"
+        head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        head += ["Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        writer.write("\r\n".join(head).encode() + body)
+        status = await reader.readline()
+        response_headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            response_headers[name.strip().lower()] = value.strip()
+        if b" 200 " not in status:
+            result.errors += 1
+            return
+        check = StreamCheck()
+        buffer = b""
+        last: float | None = None
+        chunked = response_headers.get("transfer-encoding", "").lower() == "chunked"
+        async for data in _read_body(reader, chunked):
+            buffer += data
+            *frames, buffer = buffer.split(b"\n\n")
+            for frame in frames:
+                if not frame.startswith(b"data: "):
+                    raise Malformed(f"not an SSE data frame: {frame[:80]!r}")
+                if check.feed(frame[6:]):
+                    now = time.perf_counter()
+                    if last is None:
+                        result.ttft_ms.append((now - started) * 1000)
+                    else:
+                        result.itl_ms.append((now - last) * 1000)
+                    last = now
+        if not check.done or buffer.strip():
+            raise Malformed("the stream ended without [DONE]")
+        result.e2e_ms.append((time.perf_counter() - started) * 1000)
+        result.output_tokens += check.usage.completion_tokens if check.usage else check.content_chunks
+    except Malformed:
+        result.malformed_chunks += 1
+        result.errors += 1
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        result.errors += 1
+    finally:
+        writer.close()
+
+
+async def run(
+    url: str,
+    model: str,
+    concurrency: int,
+    total: int,
+    max_tokens: int,
+    api_key: str | None = None,
+    target: str = "server",
+) -> Result:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    result = Result(target, concurrency, total, 0, 0.0)
+    bodies = [
+        json.dumps(
+            {
+                "model": model,
+                "messages": prompt_messages(i),
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "ignore_eos": True,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        ).encode()
+        for i in range(total)
+    ]
+    queue = iter(bodies)
+
+    async def worker() -> None:
+        for body in queue:
+            await one_stream(url, body, headers, result)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--api-key")
+    parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16)")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    for concurrency in args.concurrency:
+        total = max(concurrency * args.requests_per_slot, 16)
+        result = asyncio.run(run(args.url, args.model, concurrency, total, args.max_tokens, args.api_key))
+        print(json.dumps(result.summary()))
+
+
+if __name__ == "__main__":
+    main()
