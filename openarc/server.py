@@ -34,7 +34,7 @@ def bind_address(host: str, port: int) -> str:
 
 
 async def serve(config: Config) -> None:
-    engine = Engine(config.models, config.server.log_level)
+    engine = Engine(config.models, config.server.log_level, config.server.model_cache_dir)
     keys = api_keys(config)
     app = build_app(engine, keys)
     if keys:

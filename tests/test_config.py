@@ -31,6 +31,7 @@ def test_defaults_and_relative_source(tmp_path: Path) -> None:
     assert model.source == str((tmp_path / "model.gguf").resolve())
     assert model.devices == ["CPU"]
     assert model.scheduler.enable_prefix_caching is True
+    assert config.server.model_cache_dir == str(Path("~/.cache/openarc/ov_cache").expanduser())  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -106,6 +107,13 @@ def test_device_names(device: str, ok: bool) -> None:
 
 def test_gpu_is_refused_on_a_cpu_only_machine() -> None:
     assert check_device("GPU", ["CPU"]) == "device 'GPU' is not available on this machine (available: CPU)"
+
+
+def test_home_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    config = parse_config("models: [{id: m, source: ~/model.gguf}]\n", Path("/elsewhere/config.yaml"), lambda: ["CPU"])
+    assert config.models[0].source == str(tmp_path / "model.gguf")
 
 
 def test_chat_template_file_and_inline(tmp_path: Path) -> None:

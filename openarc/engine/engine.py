@@ -53,7 +53,7 @@ class ServedModel:
                     wait.cancel()
 
 
-def _load_spec(model: ModelConfig, device: str) -> LoadModel:
+def _load_spec(model: ModelConfig, device: str, model_cache_dir: str | None) -> LoadModel:
     fields = ("cache_size", "num_kv_blocks", "max_num_batched_tokens", "enable_prefix_caching", "dynamic_split_fuse")
     scheduler = {key: value for key in fields if (value := getattr(model.scheduler, key)) is not None}
     scheduler["max_num_seqs"] = model.scheduler.max_num_seqs
@@ -62,19 +62,21 @@ def _load_spec(model: ModelConfig, device: str) -> LoadModel:
         source=model.source,
         device=device,
         scheduler=scheduler,
-        properties=dict(model.properties),
+        properties=({"CACHE_DIR": model_cache_dir} if model_cache_dir else {}) | dict(model.properties),
         chat_template=model.chat_template,
         max_num_seqs=model.scheduler.max_num_seqs,
     )
 
 
 class Engine:
-    def __init__(self, models: Sequence[ModelConfig], log_level: str = "info") -> None:
+    def __init__(
+        self, models: Sequence[ModelConfig], log_level: str = "info", model_cache_dir: str | None = None
+    ) -> None:
         self.log_level = log_level
         self.models: dict[str, ServedModel] = {}
         for model in models:
             replicas = [
-                Replica(f"{model.id}/{device}#{i}", _load_spec(model, device), log_level)
+                Replica(f"{model.id}/{device}#{i}", _load_spec(model, device, model_cache_dir), log_level)
                 for i, device in enumerate(model.devices)
             ]
             self.models[model.id] = ServedModel(model, replicas)
