@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -29,19 +30,20 @@ def run(pipe: Any, concurrency: int, total: int, max_tokens: int) -> Result:
     config.max_new_tokens = max_tokens
     config.ignore_eos = True
     config.eos_token_id = base.eos_token_id
-    prompts = [
-        tokenizer.encode(
-            tokenizer.apply_chat_template(prompt_messages(i), add_generation_prompt=True), add_special_tokens=False
-        ).input_ids
-        for i in range(total)
-    ]
+
+    def encode(i: int) -> Any:
+        # Part of TTFT: a server must template and tokenize every request too.
+        prompt = tokenizer.apply_chat_template(prompt_messages(i), add_generation_prompt=True)
+        return tokenizer.encode(prompt, add_special_tokens=False).input_ids
+
     result = Result("engine", concurrency, total, 0, 0.0)
     live: dict[int, list[Any]] = {}  # rid -> [handle, started, last_token_at, tokens]
     submitted = finished = 0
     start = time.perf_counter()
     while finished < total:
         while submitted < total and len(live) < concurrency:
-            live[submitted] = [pipe.add_request(submitted, prompts[submitted], config), time.perf_counter(), None, 0]
+            started = time.perf_counter()
+            live[submitted] = [pipe.add_request(submitted, encode(submitted), config), started, None, 0]
             submitted += 1
         pipe.step()
         now = time.perf_counter()
@@ -72,9 +74,17 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16)")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--stdin", action="store_true", help="run one level per 'C N' line read from stdin")
     args = parser.parse_args()
     pipe = load(args.model)
     run(pipe, 4, 4, 8)  # warm-up: first inferences compile kernels
+    if args.stdin:
+        # The runner keeps this process loaded and idle between levels, so engine and server alternate.
+        print("ready", flush=True)
+        for line in sys.stdin:
+            concurrency, total = map(int, line.split())
+            print(json.dumps(run(pipe, concurrency, total, args.max_tokens).summary()), flush=True)
+        return
     for concurrency in args.concurrency:
         total = max(concurrency * args.requests_per_slot, 16)
         print(json.dumps(run(pipe, concurrency, total, args.max_tokens).summary()))

@@ -105,11 +105,47 @@ class StreamCheck:
         return has_content
 
 
-async def _read_body(reader: asyncio.StreamReader, chunked: bool) -> Any:
+class Connection:
+    """One keep-alive HTTP/1.1 connection, reopened when the server closes it."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.path = parts.path.rstrip("/") + "/v1/chat/completions"
+        self.head = f"POST {self.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> tuple[bytes, dict[str, str], asyncio.StreamReader]:
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = self.head + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        self.writer.write(head.encode() + body)
+        status = await self.reader.readline()
+        if not status:
+            raise ConnectionResetError("the server closed the connection")
+        headers = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("connection", "").lower() == "close":
+            self.writer.close()  # after this response; the data already buffered is still read
+        return status, headers, self.reader
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> Any:
     """Yield the response body as it arrives, de-chunked."""
-    if not chunked:
-        while data := await reader.read(65536):
-            yield data
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        length = int(headers.get("content-length", "-1"))
+        yield await (reader.readexactly(length) if length >= 0 else reader.read())
         return
     while True:
         size = int((await reader.readline()).split(b";")[0], 16)
@@ -121,29 +157,19 @@ async def _read_body(reader: asyncio.StreamReader, chunked: bool) -> Any:
         yield data
 
 
-async def one_stream(url: str, body: bytes, headers: dict[str, str], result: Result) -> None:
-    parts = urlsplit(url)
+async def one_stream(connection: Connection, body: bytes, result: Result) -> None:
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
     try:
-        path = parts.path.rstrip("/") + "/v1/chat/completions"
-        head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        head += ["Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        writer.write("\r\n".join(head).encode() + body)
-        status = await reader.readline()
-        response_headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            response_headers[name.strip().lower()] = value.strip()
+        status, headers, reader = await connection.post(body)
         if b" 200 " not in status:
+            async for _ in _read_body(reader, headers):
+                pass
             result.errors += 1
             return
         check = StreamCheck()
         buffer = b""
         last: float | None = None
-        chunked = response_headers.get("transfer-encoding", "").lower() == "chunked"
-        async for data in _read_body(reader, chunked):
+        async for data in _read_body(reader, headers):
             buffer += data
             *frames, buffer = buffer.split(b"\n\n")
             for frame in frames:
@@ -163,10 +189,10 @@ async def one_stream(url: str, body: bytes, headers: dict[str, str], result: Res
     except Malformed:
         result.malformed_chunks += 1
         result.errors += 1
+        connection.close()
     except (OSError, asyncio.IncompleteReadError, ValueError):
         result.errors += 1
-    finally:
-        writer.close()
+        connection.close()
 
 
 async def run(
@@ -197,8 +223,12 @@ async def run(
     queue = iter(bodies)
 
     async def worker() -> None:
-        for body in queue:
-            await one_stream(url, body, headers, result)
+        connection = Connection(url, headers)
+        try:
+            for body in queue:
+                await one_stream(connection, body, result)
+        finally:
+            connection.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -12,9 +12,18 @@ from starlette.testclient import TestClient
 
 from openarc.api.auth import APIKeyMiddleware
 from openarc.api.body import decode_body
-from openarc.protocol.chat import ChatCompletionRequest, DeveloperMessage, TextPart, UserMessage
+from openarc.protocol.chat import (
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    DeveloperMessage,
+    TextPart,
+    UserMessage,
+)
 from openarc.serving.chat import template_messages
 from openarc.serving.errors import APIError
+from openarc.serving.sse import SLOT, event, template
 
 
 def test_decode_names_the_bad_field() -> None:
@@ -68,3 +77,19 @@ def test_api_keys_guard_everything_but_probes() -> None:
 
 def test_no_keys_means_open() -> None:
     assert app_with_keys([]).get("/v1/x").text == "hi"
+
+
+def test_event_template_is_byte_identical_to_encoding() -> None:
+    def chunk(text: str) -> bytes:
+        return event(
+            ChatCompletionChunk(
+                id="chatcmpl-1",
+                created=1,
+                model='m"odel',
+                choices=[ChatChunkChoice(index=3, delta=ChatDelta(content=text))],
+            )
+        )
+
+    fill = template(chunk(SLOT))
+    for text in ["plain", 'quote " and \\ backslash', "ünïcödé 日本 🙂", "\n\t\u0001", ""]:
+        assert fill(text) == chunk(text)

@@ -35,7 +35,7 @@ from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.models import resolve
 from openarc.serving.sampling import check_common, sampling_params
-from openarc.serving.sse import event
+from openarc.serving.sse import SLOT, event, template
 
 
 def _check_supported(request: ChatCompletionRequest) -> None:
@@ -141,9 +141,14 @@ class ChatServing:
                 )
             )
 
+        content = [
+            template(chunk([ChatChunkChoice(index=i, delta=ChatDelta(content=SLOT))]))
+            for i in range(len(generation.streams))
+        ]
+
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
             if delta.text:
-                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=delta.text))])
+                yield content[index](delta.text)
             if delta.finish_reason is not None:
                 yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)])
 

@@ -17,7 +17,7 @@ from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.models import resolve
 from openarc.serving.sampling import check_common, sampling_params
-from openarc.serving.sse import event
+from openarc.serving.sse import SLOT, event, template
 
 
 def _check_supported(request: CompletionRequest) -> None:
@@ -84,9 +84,16 @@ class CompletionServing:
                 )
             )
 
+        text_chunk = [
+            template(chunk([CompletionChoice(index=i, text=SLOT, finish_reason=None)]))
+            for i in range(len(generation.streams))
+        ]
+
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
-            if delta.text or delta.finish_reason is not None:
+            if delta.finish_reason is not None:
                 yield chunk([CompletionChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)])
+            elif delta.text:
+                yield text_chunk[index](delta.text)
 
         opening = (
             chunk([CompletionChoice(index=index, text=echo, finish_reason=None)])

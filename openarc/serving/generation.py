@@ -77,19 +77,27 @@ class Generation:
     def error_for(message: str, kind: str | None) -> APIError:
         return invalid_request(message) if kind == "invalid_request" else engine_failed(message)
 
-    async def deltas(self) -> AsyncIterator[tuple[int, StreamDelta]]:
-        """(choice index, delta) as outputs arrive, until every request has finished."""
+    async def wakeups(self) -> AsyncIterator[list[tuple[int, StreamDelta]]]:
+        """Everything that arrived by each wake-up, as (choice index, delta) pairs, until all have finished."""
         while True:
+            ready = []
             for index, stream in enumerate(self.streams):
                 delta = stream.take()
                 if delta is not None:
                     if delta.finish_reason is not None:
                         self.finish_reasons[index] = delta.finish_reason
-                    yield index, delta
+                    ready.append((index, delta))
+            if ready:
+                yield ready
             if all(stream.drained for stream in self.streams):
                 return
             await self._notify.wait()
             self._notify.clear()
+
+    async def deltas(self) -> AsyncIterator[tuple[int, StreamDelta]]:
+        async for ready in self.wakeups():
+            for item in ready:
+                yield item
 
     async def collect(self, prefixes: Sequence[str] | None = None) -> list[str]:
         """Each choice's whole text (after its prefix); an engine error becomes the request's error."""
@@ -109,21 +117,23 @@ class Generation:
         """The SSE body: `opening`, each delta as `render` frames it, the usage event if asked, then [DONE].
 
         The status line is already sent, so an engine error travels as an error event before [DONE].
+        All frames ready at one wake-up go out in one write: a client that lags gets fewer, larger writes.
         Closing the iterator (the client left) aborts whatever is still running.
         """
+        frames = list(opening)
         try:
-            for frame in opening:
-                yield frame
-            async for index, delta in self.deltas():
-                if delta.error is not None:
-                    yield error_event(delta.error)
-                    break
-                for frame in render(index, delta):
-                    yield frame
-            else:
-                if usage_event is not None:
-                    yield usage_event(self.usage())
-            yield DONE
+            async for ready in self.wakeups():
+                for index, delta in ready:
+                    if delta.error is not None:
+                        yield b"".join([*frames, error_event(delta.error), DONE])
+                        return
+                    frames.extend(render(index, delta))
+                if frames and not all(stream.drained for stream in self.streams):
+                    yield b"".join(frames)
+                    frames = []
+            if usage_event is not None:
+                frames.append(usage_event(self.usage()))
+            yield b"".join([*frames, DONE])
         finally:
             self.close()
 

@@ -1,0 +1,204 @@
+"""One pass that measures the raw engine, OpenArc (and optionally a peer server) at each concurrency level.
+
+    python -m benchmarks.run                       # C = 1, 4, 16, 64 on the demo model
+    python -m benchmarks.run --peer-url http://127.0.0.1:8080 --peer-model smollm2   # e.g. llama-server
+
+Engine and server levels alternate (the engine process idles while the server is measured and the other way
+round), so both see the same machine. Also measured: cold start (process start to /ready) with an empty
+OpenVINO model cache, warm start with it filled, HTTP-process event-loop lag, HTTP-process CPU seconds per
+1,000 generated tokens, and the RSS of the HTTP process and of each worker. Writes JSON and a markdown table
+to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from benchmarks import serving_bench
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL = ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+class Server:
+    def __init__(self, model: Path, workdir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.config = workdir / "bench.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "server": {"port": port, "log_level": "warning", "model_cache_dir": str(workdir / "ov_cache")},
+                    "models": [{"id": "bench", "source": str(model), "scheduler": {"cache_size": 1}}],
+                }
+            )
+        )
+        self.log = (workdir / "server.log").open("wb")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Seconds from process start to /ready answering 200."""
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "openarc", "serve", "--config", str(self.config)], stdout=self.log, stderr=self.log
+        )
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+
+    def get(self, path: str) -> Any:
+        return httpx.get(f"{self.url}{path}", timeout=10).json()
+
+
+def measure_server(server: Server, concurrency: int, total: int, max_tokens: int) -> dict[str, Any]:
+    server.get("/openarc/runtime?reset=1")
+    before = server.get("/openarc/runtime")
+    result = asyncio.run(serving_bench.run(server.url, "bench", concurrency, total, max_tokens, target="openarc"))
+    after = server.get("/openarc/runtime")
+    workers = server.get("/openarc/models")["data"][0]["replicas"]
+    summary = result.summary()
+    cpu = after["cpu_seconds"] - before["cpu_seconds"]
+    summary["extra"] = {
+        "loop_lag_ms": after["loop_lag"],
+        "http_cpu_seconds_per_1k_tokens": round(1000 * cpu / max(result.output_tokens, 1), 3),
+        "http_rss_mb": rss_mb(after["pid"]),
+        "worker_rss_mb": [rss_mb(w["pid"]) for w in workers],
+    }
+    return summary
+
+
+def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
+    by_level: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_level.setdefault(row["concurrency"], {})[row["target"]] = row
+    lines = [
+        "| C | engine tok/s | OpenArc tok/s | OpenArc / engine | peer tok/s | TTFT p50 engine / OpenArc / peer (ms) "
+        "| ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) | HTTP CPU s per 1k tok | errors / malformed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for level, targets in sorted(by_level.items()):
+        engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
+        ratio = ours["output_tokens_per_s"] / engine["output_tokens_per_s"] if engine else float("nan")
+        lag = ours["extra"]["loop_lag_ms"]
+        malformed = ours["malformed_chunks"] + peer.get("malformed_chunks", 0)
+        lines.append(
+            f"| {level} | {engine.get('output_tokens_per_s', '-')} | {ours['output_tokens_per_s']} | {ratio:.1%} "
+            f"| {peer.get('output_tokens_per_s', '-')} "
+            f"| {engine.get('ttft_p50_ms', '-')} / {ours['ttft_p50_ms']} / {peer.get('ttft_p50_ms', '-')} "
+            f"| {ours['itl_p50_ms']} / {ours['itl_p95_ms']} "
+            f"| {lag.get('p50_ms')} / {lag.get('p99_ms')} / {lag.get('max_ms')} "
+            f"| {ours['extra']['http_cpu_seconds_per_1k_tokens']} "
+            f"| {ours['errors'] + peer.get('errors', 0)} / {malformed} |"
+        )
+    last = by_level[max(by_level)]["openarc"]["extra"]
+    lines.append("")
+    lines.append(
+        f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
+        f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEMO_MODEL)
+    parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16) requests per level")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--peer-url", help="another OpenAI-compatible server to measure in the same pass")
+    parser.add_argument("--peer-model", default="smollm2")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(args.model, Path(tmp), args.port)
+        starts = {"cold_start_s": server.start()}
+        server.stop()
+        starts["warm_start_s"] = server.start()
+        engine = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.engine_bench",
+                "--model",
+                str(args.model),
+                "--stdin",
+                "--max-tokens",
+                str(args.max_tokens),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert engine.stdin is not None and engine.stdout is not None
+        try:
+            assert engine.stdout.readline().strip() == "ready"
+            # Warm the server the way the engine process warmed itself.
+            asyncio.run(serving_bench.run(server.url, "bench", 4, 4, 8))
+            for concurrency in args.concurrency:
+                total = max(concurrency * args.requests_per_slot, 16)
+                engine.stdin.write(f"{concurrency} {total}\n")
+                engine.stdin.flush()
+                rows.append(json.loads(engine.stdout.readline()))
+                rows.append(measure_server(server, concurrency, total, args.max_tokens))
+                if args.peer_url:
+                    peer = asyncio.run(
+                        serving_bench.run(
+                            args.peer_url, args.peer_model, concurrency, total, args.max_tokens, target="peer"
+                        )
+                    )
+                    rows.append(peer.summary())
+                print(json.dumps(rows[-1]), file=sys.stderr)
+        finally:
+            engine.stdin.close()
+            engine.wait(60)
+            server.stop()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = {"model": str(args.model), "max_tokens": args.max_tokens, "cpus": os.cpu_count(), **starts, "rows": rows}
+    (args.out / f"run-{stamp}.json").write_text(json.dumps(report, indent=2))
+    markdown = table(rows, starts)
+    (args.out / f"run-{stamp}.md").write_text(markdown + "\n")
+    print(json.dumps(report))
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
