@@ -27,6 +27,8 @@ class ServerConfig(ConfigStruct):
     # Seconds in-flight requests get to finish after SIGTERM/SIGINT before workers are stopped.
     drain_timeout: Annotated[float, Meta(ge=0)] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Larger request bodies get 413.
+    max_request_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # OpenVINO's compiled-model cache (CACHE_DIR) for every model that sets none: faster warm starts. null: off.
     model_cache_dir: str | None = "~/.cache/openarc/ov_cache"
 
@@ -69,6 +71,8 @@ class ModelConfig(ConfigStruct):
     scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)
     properties: dict[str, PropertyValue] = {}
     generation: GenerationDefaults = msgspec.field(default_factory=GenerationDefaults)
+    # Requests that may wait beyond the running ones (max_num_seqs per replica); more get 429 + Retry-After.
+    max_waiting: Annotated[int, Meta(ge=0)] = 256
     # A Jinja chat template, inline or as a path to a file; replaces the model's own.
     chat_template: str | None = None
 

@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 
 from openarc.api import health, management, openai
 from openarc.api.auth import APIKeyMiddleware
+from openarc.api.body_limit import BodyLimitMiddleware
 from openarc.api.errors import UnexpectedErrorMiddleware, api_error, http_error
 from openarc.api.loop_lag import LoopLagMonitor
 from openarc.engine.engine import Engine
@@ -18,10 +19,14 @@ from openarc.serving.completions import CompletionServing
 from openarc.serving.errors import APIError
 
 
-def build_app(engine: Engine, api_keys: Sequence[str] = ()) -> Starlette:
+def build_app(engine: Engine, api_keys: Sequence[str] = (), max_request_bytes: int = 16 * 1024 * 1024) -> Starlette:
     app = Starlette(
         routes=[*openai.routes, *health.routes, *management.routes],
-        middleware=[Middleware(UnexpectedErrorMiddleware), Middleware(APIKeyMiddleware, keys=list(api_keys))],
+        middleware=[
+            Middleware(UnexpectedErrorMiddleware),
+            Middleware(APIKeyMiddleware, keys=list(api_keys)),
+            Middleware(BodyLimitMiddleware, max_bytes=max_request_bytes),
+        ],
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.engine = engine

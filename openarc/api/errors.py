@@ -32,7 +32,7 @@ def error_response(
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+    return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

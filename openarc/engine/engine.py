@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from openarc.config import ModelConfig
-from openarc.engine.errors import ModelUnavailable
+from openarc.engine.errors import ModelUnavailable, Overloaded
 from openarc.engine.replica import Replica, ReplicaState
 from openarc.engine.router import Router
 from openarc.engine.stream import RequestStream
@@ -34,6 +34,16 @@ class ServedModel:
     @property
     def context_length(self) -> int | None:
         return next((r.context_length for r in self.replicas if r.context_length is not None), None)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests sent to the workers and not finished: running plus waiting in the workers' queues."""
+        return sum(replica.active for replica in self.replicas)
+
+    @property
+    def capacity(self) -> int:
+        ready = sum(1 for r in self.replicas if r.state is ReplicaState.READY) or len(self.replicas)
+        return ready * self.config.scheduler.max_num_seqs + self.config.max_waiting
 
     async def wait_for_replica(self) -> Replica:
         """A ready replica, waiting while any is still loading or restarting."""
@@ -106,6 +116,10 @@ class Engine:
         params: Sequence[SamplingParams],
     ) -> tuple[list[RequestStream], asyncio.Event]:
         """Start one engine request per (prompt, params) pair; they share one wake-up event."""
+        if model.outstanding + len(prompts) > model.capacity:
+            raise Overloaded(
+                f"model {model.id!r} is at capacity ({model.outstanding} requests running or waiting); retry shortly"
+            )
         notify = asyncio.Event()
         streams: list[RequestStream] = []
         try:

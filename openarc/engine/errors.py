@@ -15,3 +15,7 @@ class EngineFailure(EngineError):
 
 class ModelUnavailable(EngineError):
     """No replica of the model can take requests (failed to load, or all down)."""
+
+
+class Overloaded(EngineError):
+    """The model's running and waiting slots are all taken: the client should retry later."""

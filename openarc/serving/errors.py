@@ -4,13 +4,22 @@ from __future__ import annotations
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.headers = headers
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -39,3 +48,12 @@ def engine_failed(message: str) -> APIError:
 
 def unavailable(message: str) -> APIError:
     return APIError(503, message, "server_error", None, "model_unavailable")
+
+
+RETRY_AFTER_SECONDS = 1
+
+
+def overloaded(message: str) -> APIError:
+    return APIError(
+        429, message, "rate_limit_error", None, "model_overloaded", {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )

@@ -8,11 +8,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from openarc.engine.engine import Engine, ServedModel
-from openarc.engine.errors import ModelUnavailable
+from openarc.engine.errors import ModelUnavailable, Overloaded
 from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.protocol.base import Usage
-from openarc.serving.errors import APIError, engine_failed, invalid_request, unavailable
+from openarc.serving.errors import APIError, engine_failed, invalid_request, overloaded, unavailable
 from openarc.serving.sse import DONE, error_event
 
 log = logging.getLogger("openarc.requests")
@@ -57,6 +57,8 @@ class Generation:
             )
         except ModelUnavailable as exc:
             raise unavailable(str(exc)) from None
+        except Overloaded as exc:
+            raise overloaded(str(exc)) from None
         generation = cls(request_id, engine, model, streams, n, notify)
         try:
             while not all(stream.started for stream in streams):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -139,3 +140,39 @@ def _statuses(server: Server) -> dict[str, str]:
         return {model_id: model["status"] for model_id, model in server.status().items()}
     except httpx.TransportError:
         return {}
+
+
+def test_body_size_and_queue_limits(smollm2_gguf: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "config.yaml",
+        [{"id": "smollm2", "source": str(smollm2_gguf), "scheduler": {"max_num_seqs": 2}, "max_waiting": 0}],
+        {"max_request_bytes": 4096},
+    )
+    with run_server(config, tmp_path) as server, server.http() as http:
+        big = {"model": "smollm2", "messages": [{"role": "user", "content": "x" * 5000}]}
+        response = http.post("/v1/chat/completions", json=big)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
+
+        def chunked() -> Iterator[bytes]:
+            yield b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
+            yield b"x" * 5000
+            yield b'"}]}'
+
+        response = http.post("/v1/chat/completions", content=chunked(), headers={"content-type": "application/json"})
+        assert response.status_code == 413, "a body without Content-Length is counted as it arrives"
+
+        long = {"model": "smollm2", "messages": MESSAGES, "max_tokens": 4000, "ignore_eos": True, "stream": True}
+        with (
+            http.stream("POST", "/v1/chat/completions", json=long) as first,
+            http.stream("POST", "/v1/chat/completions", json=long) as second,
+        ):
+            assert first.status_code == second.status_code == 200
+            refused = http.post("/v1/chat/completions", json={"model": "smollm2", "messages": MESSAGES})
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["type"] == "rate_limit_error"
+        # Both streams were abandoned above: their slots come back and requests are served again.
+        server.wait_until(lambda: server.status()["smollm2"]["replicas"][0]["active"] == 0, what="the aborts")
+        completion = server.client().chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=3)
+        assert completion.choices[0].message.content
