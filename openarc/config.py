@@ -27,6 +27,8 @@ class ServerConfig(ConfigStruct):
     # Seconds in-flight requests get to finish after SIGTERM/SIGINT before workers are stopped.
     drain_timeout: Annotated[float, Meta(ge=0)] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Whether GET /metrics needs an API key like every other route (probes never do).
+    metrics_require_key: bool = False
     # Larger request bodies get 413.
     max_request_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # OpenVINO's compiled-model cache (CACHE_DIR) for every model that sets none: faster warm starts. null: off.

@@ -36,7 +36,7 @@ def bind_address(host: str, port: int) -> str:
 async def serve(config: Config) -> None:
     engine = Engine(config.models, config.server.log_level, config.server.model_cache_dir)
     keys = api_keys(config)
-    app = build_app(engine, keys, config.server.max_request_bytes)
+    app = build_app(engine, config.server, keys)
     if keys:
         log.info("API keys required (fingerprints: %s)", ", ".join(key_fingerprint(k) for k in keys))
     else:

@@ -10,7 +10,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from openarc.api.auth import APIKeyMiddleware
+from openarc.api.auth import OPEN_PATHS, APIKeyMiddleware
 from openarc.api.body import decode_body
 from openarc.protocol.chat import (
     ChatChunkChoice,
@@ -56,12 +56,12 @@ def test_template_messages_flatten_parts_and_map_developer() -> None:
     ]
 
 
-def app_with_keys(keys: list[str]) -> TestClient:
+def app_with_keys(keys: list[str], open_paths: frozenset[str] = OPEN_PATHS) -> TestClient:
     async def hello(request: Request) -> PlainTextResponse:
         return PlainTextResponse("hi")
 
-    app = Starlette(routes=[Route("/v1/x", hello), Route("/health", hello)])
-    return TestClient(APIKeyMiddleware(app, keys))
+    app = Starlette(routes=[Route("/v1/x", hello), Route("/health", hello), Route("/metrics", hello)])
+    return TestClient(APIKeyMiddleware(app, keys, open_paths))
 
 
 def test_api_keys_guard_everything_but_probes() -> None:
@@ -73,6 +73,11 @@ def test_api_keys_guard_everything_but_probes() -> None:
     assert client.get("/v1/x", headers={"Authorization": "bearer k1"}).text == "hi"
     denied = client.get("/v1/x").json()
     assert denied["error"]["type"] == "authentication_error"
+
+
+def test_metrics_route_follows_its_setting() -> None:
+    assert app_with_keys(["k"]).get("/metrics").status_code == 401
+    assert app_with_keys(["k"], OPEN_PATHS | {"/metrics"}).get("/metrics").text == "hi"
 
 
 def test_no_keys_means_open() -> None:

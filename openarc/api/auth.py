@@ -1,4 +1,6 @@
-"""Bearer API keys, compared in constant time; health probes stay open. Keys are never logged."""
+"""Bearer API keys, compared in constant time; health probes (and /metrics unless configured) stay open.
+
+Keys are never logged."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ OPEN_PATHS = frozenset({"/health", "/ready"})
 
 
 class APIKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: Iterable[str], open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS or self._authorized(scope):
+        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths or self._authorized(scope):
             await self.app(scope, receive, send)
             return
         response = error_response(

@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 from openarc.engine.engine import Engine
 from openarc.engine.stream import StreamDelta
 from openarc.ipc import ChatPrompt
+from openarc.metrics import Metrics
 from openarc.protocol.base import Usage
 from openarc.protocol.chat import (
     AssistantMessage,
@@ -90,8 +91,9 @@ def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 class ChatServing:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
@@ -100,7 +102,7 @@ class ChatServing:
         max_tokens = request.max_completion_tokens or request.max_tokens
         params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
         request_id = response_id("chatcmpl")
-        generation = await Generation.start(request_id, self.engine, model, [prompt], params)
+        generation = await Generation.start(request_id, self.engine, model, [prompt], params, self.metrics)
         if request.stream:
             include_usage = request.stream_options is not None and request.stream_options.include_usage
             return self._stream(generation, request.model, include_usage)

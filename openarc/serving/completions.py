@@ -10,6 +10,7 @@ from msgspec import UNSET, UnsetType
 from openarc.engine.engine import Engine
 from openarc.engine.stream import StreamDelta
 from openarc.ipc import TextPrompt
+from openarc.metrics import Metrics
 from openarc.protocol.base import Usage
 from openarc.protocol.completions import Completion, CompletionChoice, CompletionRequest
 from openarc.serving.errors import invalid_request, unsupported
@@ -31,8 +32,9 @@ def _check_supported(request: CompletionRequest) -> None:
 
 
 class CompletionServing:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
 
     async def create(self, request: CompletionRequest) -> Completion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
@@ -40,7 +42,9 @@ class CompletionServing:
         texts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         params = [sampling_params(request, model.config.generation, request.max_tokens, i) for i in range(request.n)]
         request_id = response_id("cmpl")
-        generation = await Generation.start(request_id, self.engine, model, [TextPrompt(t) for t in texts], params)
+        generation = await Generation.start(
+            request_id, self.engine, model, [TextPrompt(t) for t in texts], params, self.metrics
+        )
         # Choice i answers prompt i // n, as in OpenAI's API.
         echoes = [texts[i // request.n] if request.echo else "" for i in range(len(generation.streams))]
         if request.stream:

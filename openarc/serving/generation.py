@@ -11,6 +11,7 @@ from openarc.engine.engine import Engine, ServedModel
 from openarc.engine.errors import ModelUnavailable, Overloaded
 from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
+from openarc.metrics import Metrics
 from openarc.protocol.base import Usage
 from openarc.serving.errors import APIError, engine_failed, invalid_request, overloaded, unavailable
 from openarc.serving.sse import DONE, error_event
@@ -27,6 +28,7 @@ class Generation:
         streams: list[RequestStream],
         n: int,
         notify: asyncio.Event,
+        metrics: Metrics | None = None,
     ) -> None:
         self.request_id = request_id
         self.engine = engine
@@ -36,6 +38,8 @@ class Generation:
         self._notify = notify
         self.finish_reasons: list[FinishReason | None] = [None] * len(streams)
         self._closed = False
+        self._metrics = metrics
+        self._delivered_at: list[float | None] = [None] * len(streams)
 
     @classmethod
     async def start(
@@ -45,6 +49,7 @@ class Generation:
         model: ServedModel,
         prompts: Sequence[ChatPrompt | TextPrompt],
         params: Sequence[SamplingParams],
+        metrics: Metrics | None = None,
     ) -> Generation:
         """Submit every (prompt, choice) pair and wait until the worker accepted or refused each one.
 
@@ -59,7 +64,7 @@ class Generation:
             raise unavailable(str(exc)) from None
         except Overloaded as exc:
             raise overloaded(str(exc)) from None
-        generation = cls(request_id, engine, model, streams, n, notify)
+        generation = cls(request_id, engine, model, streams, n, notify, metrics)
         try:
             while not all(stream.started for stream in streams):
                 await notify.wait()
@@ -88,6 +93,8 @@ class Generation:
                 if delta is not None:
                     if delta.finish_reason is not None:
                         self.finish_reasons[index] = delta.finish_reason
+                    if delta.tokens and self._metrics is not None:
+                        self._observe_delivery(index, delta.tokens)
                     ready.append((index, delta))
             if ready:
                 yield ready
@@ -145,6 +152,29 @@ class Generation:
         completion = sum(stream.completion_tokens for stream in self.streams)
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
+    def _observe_delivery(self, index: int, tokens: int) -> None:
+        assert self._metrics is not None
+        now = time.monotonic()
+        last = self._delivered_at[index]
+        if last is not None:
+            self._metrics.inter_token_latency.labels(self.model.id).observe((now - last) / tokens)
+        self._delivered_at[index] = now
+
+    def _observe_end(self) -> None:
+        if self._metrics is None:
+            return
+        metrics, model, now = self._metrics, self.model.id, time.monotonic()
+        usage = self.usage()
+        metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        metrics.generation_tokens.labels(model).inc(usage.completion_tokens)
+        for stream, reason in zip(self.streams, self.finish_reasons, strict=True):
+            outcome = reason or ("error" if stream.error is not None else "abort")
+            metrics.request_success.labels(model, outcome).inc()
+            if reason is not None:
+                metrics.e2e_request_latency.labels(model).observe(now - stream.started_at)
+            if stream.first_token_at is not None:
+                metrics.time_to_first_token.labels(model).observe(stream.first_token_at - stream.started_at)
+
     def close(self) -> None:
         """Abort whatever has not finished (a client that left) and log the request once."""
         if self._closed:
@@ -153,6 +183,7 @@ class Generation:
         for stream in self.streams:
             if not stream.finished:
                 self.engine.abort(self.model, stream)
+        self._observe_end()
         self._log()
 
     def _log(self) -> None:

@@ -189,5 +189,8 @@ class WorkerLoop:
         if not self.outputs and load == (self.stats.active, self.stats.waiting):
             return
         self.stats.active, self.stats.waiting = load
+        if self.is_idle():
+            # GenAI's metrics only refresh inside step(); with no sequence left, no KV block is in use.
+            self.stats.kv_cache_usage = 0.0
         self.channel.send(StepReport(self.outputs, self.stats))
         self.outputs = []

@@ -234,3 +234,44 @@ def test_utf8_output_is_never_broken(server: Server) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert "\ufffd" not in text
     assert text
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of every sample of `name` (all label sets) in a Prometheus exposition."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    assert found, f"{name} missing from /metrics"
+    return total
+
+
+def test_prometheus_metrics_after_traffic(server: Server) -> None:
+    client = server.client()
+    exact = {"ignore_eos": True}
+    client.chat.completions.create(model="smollm2", messages=QUESTION, max_tokens=8, extra_body=exact)
+    stream = client.chat.completions.create(
+        model="smollm2", messages=QUESTION, max_tokens=8, stream=True, extra_body=exact
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    with server.http() as http:
+        http.post("/v1/chat/completions", json={"model": "smollm2", "messages": []})
+        server.wait_until(lambda: server.status()["smollm2"]["replicas"][0]["active"] == 0, what="idle")
+        response = httpx.get(f"{server.url}/metrics")  # open without a key by default
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert metric(text, "openarc:time_to_first_token_seconds_count") >= 2
+    assert metric(text, "openarc:time_to_first_token_seconds_sum") > 0
+    assert metric(text, "openarc:inter_token_latency_seconds_count") > 0
+    assert metric(text, "openarc:e2e_request_latency_seconds_count") >= 2
+    assert metric(text, "openarc:prompt_tokens_total") > 0
+    assert metric(text, "openarc:generation_tokens_total") >= 16
+    assert metric(text, 'openarc:request_success_total{finished_reason="length",model_name="smollm2"}') >= 2
+    assert metric(text, 'openarc:http_responses_total{status="200"}') >= 2
+    assert metric(text, 'openarc:http_responses_total{status="400"}') >= 1
+    assert metric(text, "openarc:num_requests_running") == 0
+    assert metric(text, "openarc:num_requests_waiting") == 0
+    assert metric(text, "openarc:kv_cache_usage_perc") == 0, "no KV in use once idle"
+    assert metric(text, "openarc:worker_restarts_total") == 0

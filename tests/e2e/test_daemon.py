@@ -42,6 +42,7 @@ def test_api_keys_from_config_and_environment(smollm2_gguf: Path, tmp_path: Path
             server.client().models.list()
         assert httpx.get(f"{server.url}/health").status_code == 200
         assert httpx.get(f"{server.url}/ready").status_code == 200
+        assert httpx.get(f"{server.url}/metrics").status_code == 200, "open unless metrics_require_key"
         log = server.log()
     for secret in ("sk-config-key-123", "sk-env-key-456", "sk-wrong-key-789"):
         assert secret not in log
