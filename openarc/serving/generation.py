@@ -39,6 +39,8 @@ class Generation:
         self.finish_reasons: list[FinishReason | None] = [None] * len(streams)
         self._closed = False
         self._metrics = metrics
+        # Resolved once: a label lookup per token would cost as much as the observation.
+        self._inter_token = metrics.inter_token_latency.labels(model.id) if metrics is not None else None
         self._delivered_at: list[float | None] = [None] * len(streams)
 
     @classmethod
@@ -93,7 +95,7 @@ class Generation:
                 if delta is not None:
                     if delta.finish_reason is not None:
                         self.finish_reasons[index] = delta.finish_reason
-                    if delta.tokens and self._metrics is not None:
+                    if delta.tokens and self._inter_token is not None:
                         self._observe_delivery(index, delta.tokens)
                     ready.append((index, delta))
             if ready:
@@ -153,11 +155,11 @@ class Generation:
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
     def _observe_delivery(self, index: int, tokens: int) -> None:
-        assert self._metrics is not None
+        assert self._inter_token is not None
         now = time.monotonic()
         last = self._delivered_at[index]
         if last is not None:
-            self._metrics.inter_token_latency.labels(self.model.id).observe((now - last) / tokens)
+            self._inter_token.observe((now - last) / tokens)
         self._delivered_at[index] = now
 
     def _observe_end(self) -> None:
