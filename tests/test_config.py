@@ -141,6 +141,8 @@ def test_example_config_is_valid_but_for_the_models_this_machine_lacks(smollm2_g
 def test_demo_config_is_valid(smollm2_gguf: Path) -> None:
     demo = load_config(ROOT / "configs" / "demo.yaml", lambda: ["CPU"])
     assert demo.models[0].source == str(smollm2_gguf)
+    # A newcomer's first curl sets no max_tokens: the demo must bound it.
+    assert demo.models[0].generation.max_tokens == 512
 
 
 def test_check_config_command(tmp_path: Path) -> None:
