@@ -27,9 +27,10 @@ def build_app(engine: Engine, server: ServerConfig, api_keys: Sequence[str] = ()
     open_paths = OPEN_PATHS if server.metrics_require_key else OPEN_PATHS | {"/metrics"}
     app = Starlette(
         routes=[*openai.routes, *health.routes, *management.routes, *metrics.routes],
+        # Outermost first: the counter also sees the 500s the error middleware produces.
         middleware=[
-            Middleware(UnexpectedErrorMiddleware),
             Middleware(metrics.ResponseCounterMiddleware, metrics=observed),
+            Middleware(UnexpectedErrorMiddleware),
             Middleware(APIKeyMiddleware, keys=list(api_keys), open_paths=open_paths),
             Middleware(BodyLimitMiddleware, max_bytes=server.max_request_bytes),
         ],
