@@ -73,6 +73,8 @@ class ModelConfig(ConfigStruct):
     scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)
     properties: dict[str, PropertyValue] = {}
     generation: GenerationDefaults = msgspec.field(default_factory=GenerationDefaults)
+    # The most tokens one request may ask for; more is refused with 400 (unset requests get at most this).
+    max_tokens_limit: PositiveInt | None = None
     # Requests that may wait beyond the running ones (max_num_seqs per replica); more get 429 + Retry-After.
     max_waiting: Annotated[int, Meta(ge=0)] = 256
     # A Jinja chat template, inline or as a path to a file; replaces the model's own.

@@ -35,7 +35,7 @@ from openarc.serving.errors import invalid_request, unsupported
 from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.models import resolve
-from openarc.serving.sampling import check_common, sampling_params
+from openarc.serving.sampling import bounded_max_tokens, check_common, sampling_params
 from openarc.serving.sse import SLOT, event, template
 
 
@@ -99,7 +99,11 @@ class ChatServing:
         model = resolve(self.engine, request.model)
         _check_supported(request)
         prompt = ChatPrompt(template_messages(request.messages))
-        max_tokens = request.max_completion_tokens or request.max_tokens
+        max_tokens = bounded_max_tokens(
+            request.max_completion_tokens or request.max_tokens,
+            model.config.generation.max_tokens,
+            model.config.max_tokens_limit,
+        )
         params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
         request_id = response_id("chatcmpl")
         generation = await Generation.start(request_id, self.engine, model, [prompt], params, self.metrics)

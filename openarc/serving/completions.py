@@ -17,7 +17,7 @@ from openarc.serving.errors import invalid_request, unsupported
 from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.models import resolve
-from openarc.serving.sampling import check_common, sampling_params
+from openarc.serving.sampling import bounded_max_tokens, check_common, sampling_params
 from openarc.serving.sse import SLOT, event, template
 
 
@@ -40,7 +40,10 @@ class CompletionServing:
         model = resolve(self.engine, request.model)
         _check_supported(request)
         texts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        params = [sampling_params(request, model.config.generation, request.max_tokens, i) for i in range(request.n)]
+        max_tokens = bounded_max_tokens(
+            request.max_tokens, model.config.generation.max_tokens, model.config.max_tokens_limit
+        )
+        params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
         request_id = response_id("cmpl")
         generation = await Generation.start(
             request_id, self.engine, model, [TextPrompt(t) for t in texts], params, self.metrics

@@ -26,6 +26,18 @@ def check_common(request: SamplingRequest) -> None:
         raise invalid_request("`stream_options` is only allowed when `stream` is true.", "stream_options")
 
 
+def bounded_max_tokens(requested: int | None, default: int | None, limit: int | None) -> int | None:
+    """The request's output budget: its own, else the model's default, never above the model's limit."""
+    if limit is not None and requested is not None and requested > limit:
+        raise invalid_request(
+            f"max_tokens is {requested}, but this model allows at most {limit} tokens per request.", "max_tokens"
+        )
+    chosen = requested if requested is not None else default
+    if limit is not None:
+        return min(chosen, limit) if chosen is not None else limit
+    return chosen
+
+
 def sampling_params(
     request: SamplingRequest, defaults: GenerationDefaults, max_tokens: int | None, seed_offset: int = 0
 ) -> SamplingParams:
@@ -34,7 +46,7 @@ def sampling_params(
     top_k = request.top_k if request.top_k is not None else (defaults.top_k or 0)
     seed = None if request.seed is None else (request.seed + seed_offset) % _SEED_SPACE
     return SamplingParams(
-        max_tokens=max_tokens if max_tokens is not None else defaults.max_tokens,
+        max_tokens=max_tokens,
         temperature=_pick(request.temperature, defaults.temperature, 1.0),
         top_p=_pick(request.top_p, defaults.top_p, 1.0),
         top_k=max(top_k, 0),

@@ -143,10 +143,13 @@ def _statuses(server: Server) -> dict[str, str]:
         return {}
 
 
-def test_body_size_and_queue_limits(smollm2_gguf: Path, tmp_path: Path) -> None:
+def test_body_size_queue_and_max_tokens_limits(smollm2_gguf: Path, tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "config.yaml",
-        [{"id": "smollm2", "source": str(smollm2_gguf), "scheduler": {"max_num_seqs": 2}, "max_waiting": 0}],
+        [
+            {"id": "smollm2", "source": str(smollm2_gguf), "scheduler": {"max_num_seqs": 2}, "max_waiting": 0},
+            {"id": "capped", "source": str(smollm2_gguf), "max_tokens_limit": 40},
+        ],
         {"max_request_bytes": 4096},
     )
     with run_server(config, tmp_path) as server, server.http() as http:
@@ -163,6 +166,12 @@ def test_body_size_and_queue_limits(smollm2_gguf: Path, tmp_path: Path) -> None:
         response = http.post("/v1/chat/completions", content=chunked(), headers={"content-type": "application/json"})
         assert response.status_code == 413, "a body without Content-Length is counted as it arrives"
 
+        capped = http.post("/v1/chat/completions", json={"model": "capped", "messages": MESSAGES, "max_tokens": 41})
+        assert capped.status_code == 400 and capped.json()["error"]["param"] == "max_tokens"
+        unset = {"model": "capped", "messages": MESSAGES, "ignore_eos": True}
+        assert http.post("/v1/chat/completions", json=unset).json()["usage"]["completion_tokens"] == 40
+
+        # Streams long enough (4000 tokens, ~40 s) to hold both slots while the third request arrives.
         long = {"model": "smollm2", "messages": MESSAGES, "max_tokens": 4000, "ignore_eos": True, "stream": True}
         with (
             http.stream("POST", "/v1/chat/completions", json=long) as first,
