@@ -69,6 +69,7 @@ class Replica:
         self._decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failures = 0
 
     @property
     def active(self) -> int:
@@ -114,7 +115,6 @@ class Replica:
         self.state_changed = asyncio.Event()
 
     async def _supervise(self) -> None:
-        failures = 0
         while not self._stopping:
             try:
                 await self._run_worker()
@@ -127,8 +127,8 @@ class Replica:
                     log.error("replica %s failed to load: %s", self.name, exc)
                     self._set_state(ReplicaState.FAILED, str(exc))
                     return
-                delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
-                failures += 1
+                delay = RESTART_BACKOFF_SECONDS[min(self._failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+                self._failures += 1
                 log.error("replica %s: %s; restarting in %.1fs", self.name, exc, delay)
                 self._set_state(ReplicaState.RESTARTING, str(exc))
                 await asyncio.sleep(delay)
@@ -159,6 +159,8 @@ class Replica:
             self.pid, self.context_length, self.load_seconds = first.pid, first.context_length, first.load_seconds
             log.info("replica %s ready (pid %d, loaded in %.1fs)", self.name, first.pid, first.load_seconds)
             self._set_state(ReplicaState.READY)
+            # Back off only while restarts keep failing; a worker that came up starts the count again.
+            self._failures = 0
             while True:
                 event = await self._read_event(reader)
                 if isinstance(event, StepReport):
