@@ -162,17 +162,22 @@ class Generation:
             self._inter_token.observe((now - last) / tokens)
         self._delivered_at[index] = now
 
-    def _observe_end(self) -> None:
+    def _outcomes(self) -> list[str]:
+        """How each engine request ended: its finish reason, "error", or "abort" (the client left)."""
+        return [
+            reason or ("error" if stream.error is not None else "abort")
+            for stream, reason in zip(self.streams, self.finish_reasons, strict=True)
+        ]
+
+    def _observe_end(self, now: float, usage: Usage, outcomes: list[str]) -> None:
         if self._metrics is None:
             return
-        metrics, model, now = self._metrics, self.model.id, time.monotonic()
-        usage = self.usage()
+        metrics, model = self._metrics, self.model.id
         metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
         metrics.generation_tokens.labels(model).inc(usage.completion_tokens)
-        for stream, reason in zip(self.streams, self.finish_reasons, strict=True):
-            outcome = reason or ("error" if stream.error is not None else "abort")
+        for stream, outcome in zip(self.streams, outcomes, strict=True):
             metrics.request_success.labels(model, outcome).inc()
-            if reason is not None:
+            if outcome not in ("error", "abort"):
                 metrics.e2e_request_latency.labels(model).observe(now - stream.started_at)
             if stream.first_token_at is not None:
                 metrics.time_to_first_token.labels(model).observe(stream.first_token_at - stream.started_at)
@@ -185,21 +190,17 @@ class Generation:
         for stream in self.streams:
             if not stream.finished:
                 self.engine.abort(self.model, stream)
-        self._observe_end()
-        self._log()
+        now, usage, outcomes = time.monotonic(), self.usage(), self._outcomes()
+        self._observe_end(now, usage, outcomes)
+        self._log(now, usage, outcomes)
 
-    def _log(self) -> None:
-        now = time.monotonic()
+    def _log(self, now: float, usage: Usage, outcomes: list[str]) -> None:
         first = min((s.first_token_at for s in self.streams if s.first_token_at is not None), default=None)
         start = min(s.started_at for s in self.streams)
-        usage = self.usage()
         ttft = f"{(first - start) * 1000:.0f}ms" if first is not None else "-"
         decode_seconds = now - first if first is not None else 0.0
         rate = f"{usage.completion_tokens / decode_seconds:.1f}" if decode_seconds > 0 else "-"
-        if all(s.finished for s in self.streams):
-            outcome = ",".join(r or "error" for r in self.finish_reasons)
-        else:
-            outcome = "aborted"
+        outcome = "aborted" if "abort" in outcomes else ",".join(outcomes)
         log.info(
             "%s model=%s replica=%s prompt_tokens=%d completion_tokens=%d ttft=%s tokens_per_s=%s finish=%s",
             self.request_id,

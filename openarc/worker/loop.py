@@ -28,6 +28,7 @@ class PreparedRequest:
 
     rid: int
     input_ids: Any
+    prompt_tokens: int
     config: Any
     text: TextOutput
 
@@ -37,7 +38,6 @@ class ActiveRequest:
     prepared: PreparedRequest
     # GenAI stops a request whose Python handle is dropped: keep it until the request ends.
     handle: Any
-    prompt_tokens: int
     reported_prompt: bool = False
     finish_reason: Any = field(default=_NONE)
 
@@ -89,7 +89,7 @@ class WorkerLoop:
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
         text = TextOutput(request.params.stop)
-        self.waiting.append(PreparedRequest(request.rid, input_ids, config, text))
+        self.waiting.append(PreparedRequest(request.rid, input_ids, prompt_tokens, config, text))
 
     def abort(self, rid: int) -> None:
         request = self.active.pop(rid, None)
@@ -107,8 +107,7 @@ class WorkerLoop:
                 log.exception("add_request failed for request %d", prepared.rid)
                 self.outputs.append(RequestOutput(prepared.rid, error=f"engine error: {exc}", error_kind="engine"))
                 continue
-            prompt_tokens = int(prepared.input_ids.get_shape()[1])
-            self.active[prepared.rid] = ActiveRequest(prepared, handle, prompt_tokens)
+            self.active[prepared.rid] = ActiveRequest(prepared, handle)
 
     def step(self) -> None:
         try:
@@ -153,7 +152,7 @@ class WorkerLoop:
                 done = True
             output = RequestOutput(rid, text=new_text, tokens=tokens)
             if not request.reported_prompt:
-                output.prompt_tokens = request.prompt_tokens
+                output.prompt_tokens = request.prepared.prompt_tokens
                 request.reported_prompt = True
             if done:
                 output.finish_reason = "length" if request.finish_reason == _LENGTH and not text.stopped else "stop"
