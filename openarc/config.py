@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -33,6 +34,15 @@ class ServerConfig(ConfigStruct):
     max_request_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # OpenVINO's compiled-model cache (CACHE_DIR) for every model that sets none: faster warm starts. null: off.
     model_cache_dir: str | None = "~/.cache/openarc/ov_cache"
+    # Seconds one API call may take, queueing included; a longer one is stopped with 504. null: no limit.
+    request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
+    # Keys for the management routes (/openarc/...): once set, API keys no longer open them (also OPENARC_ADMIN_KEY).
+    admin_keys: list[Annotated[str, Meta(min_length=1)]] = []
+    # Browser origins allowed to call the API (CORS), e.g. ["http://localhost:3000"] or ["*"]. Empty: CORS off.
+    cors_allow_origins: list[Annotated[str, Meta(min_length=1)]] = []
+    # Serve HTTPS with these PEM files (both or neither); relative paths are relative to the config file.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
 
 
 class SchedulerConfig(ConfigStruct):
@@ -143,6 +153,28 @@ def _check_model(model: ModelConfig, index: int, base: Path, available: Sequence
     return problems
 
 
+def _check_tls(server: ServerConfig, base: Path) -> list[str]:
+    if (server.tls_certfile is None) != (server.tls_keyfile is None):
+        return ["$.server: tls_certfile and tls_keyfile go together: set both or neither"]
+    problems = []
+    for key in ("tls_certfile", "tls_keyfile"):
+        value = getattr(server, key)
+        if value is None:
+            continue
+        file = base / Path(value).expanduser()
+        if not file.is_file():
+            problems.append(f"$.server.{key}: no such file: {file}")
+        else:
+            setattr(server, key, str(file))
+    if not problems and server.tls_certfile and server.tls_keyfile:
+        # Load them now: a bad PEM or a key that does not match must be a config error, not a startup traceback.
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(server.tls_certfile, server.tls_keyfile)
+        except (ssl.SSLError, OSError) as exc:
+            problems.append(f"$.server.tls_certfile: cannot use this certificate and key: {exc}")
+    return problems
+
+
 def available_devices() -> list[str]:
     # Imported on demand: only config checking needs OpenVINO in the HTTP process.
     import openvino
@@ -161,8 +193,8 @@ def parse_config(text: str | bytes, path: Path, devices: Callable[[], Sequence[s
     base = path.resolve().parent
     if config.server.model_cache_dir:
         config.server.model_cache_dir = str(base / Path(config.server.model_cache_dir).expanduser())
+    problems = _check_tls(config.server, base)
     available = devices()
-    problems = []
     seen: set[str] = set()
     for index, model in enumerate(config.models):
         if model.id in seen:

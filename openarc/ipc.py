@@ -14,7 +14,8 @@ import msgspec
 
 FRAME_HEADER = struct.Struct(">I")
 
-ErrorKind = Literal["invalid_request", "engine"]
+# "timeout" never crosses the pipe: the HTTP process fails its own streams when server.request_timeout passes.
+ErrorKind = Literal["invalid_request", "engine", "timeout"]
 FinishReason = Literal["stop", "length"]
 
 

@@ -17,12 +17,21 @@ from openarc.engine.engine import Engine
 
 log = logging.getLogger("openarc")
 API_KEY_ENV = "OPENARC_API_KEY"
+ADMIN_KEY_ENV = "OPENARC_ADMIN_KEY"
+
+
+def _keys(configured: list[str], env: str) -> list[str]:
+    """Keys from the config plus a comma-separated environment variable."""
+    from_env = [key.strip() for key in os.environ.get(env, "").split(",") if key.strip()]
+    return [*configured, *from_env]
 
 
 def api_keys(config: Config) -> list[str]:
-    """Keys from the config plus a comma-separated OPENARC_API_KEY."""
-    from_env = [key.strip() for key in os.environ.get(API_KEY_ENV, "").split(",") if key.strip()]
-    return [*config.server.api_keys, *from_env]
+    return _keys(config.server.api_keys, API_KEY_ENV)
+
+
+def admin_keys(config: Config) -> list[str]:
+    return _keys(config.server.admin_keys, ADMIN_KEY_ENV)
 
 
 def key_fingerprint(key: str) -> str:
@@ -35,12 +44,14 @@ def bind_address(host: str, port: int) -> str:
 
 async def serve(config: Config) -> None:
     engine = Engine(config.models, config.server.log_level, config.server.model_cache_dir)
-    keys = api_keys(config)
-    app = build_app(engine, config.server, keys)
+    keys, admins = api_keys(config), admin_keys(config)
+    app = build_app(engine, config.server, keys, admins)
     if keys:
         log.info("API keys required (fingerprints: %s)", ", ".join(key_fingerprint(k) for k in keys))
     else:
         log.warning("no API keys configured: every client is accepted")
+    if admins:
+        log.info("admin keys required on /openarc/ (fingerprints: %s)", ", ".join(key_fingerprint(k) for k in admins))
 
     hypercorn = HypercornConfig()
     hypercorn.bind = [bind_address(config.server.host, config.server.port)]
@@ -48,6 +59,9 @@ async def serve(config: Config) -> None:
     hypercorn.graceful_timeout = config.server.drain_timeout
     hypercorn.accesslog = None
     hypercorn.errorlog = logging.getLogger("hypercorn.error")
+    if config.server.tls_certfile and config.server.tls_keyfile:
+        hypercorn.certfile, hypercorn.keyfile = config.server.tls_certfile, config.server.tls_keyfile
+    scheme = "https" if hypercorn.ssl_enabled else "http"
 
     shutdown = asyncio.Event()
 
@@ -64,7 +78,7 @@ async def serve(config: Config) -> None:
     engine.start()
     app.state.loop_lag.start()
     try:
-        log.info("serving on http://%s", hypercorn.bind[0])
+        log.info("serving on %s://%s", scheme, hypercorn.bind[0])
         await hypercorn_serve(app, hypercorn, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
     finally:
         log.info("stopping workers")

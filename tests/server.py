@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,14 +36,23 @@ class Server:
     log_path: Path
     api_key: str | None = None
     clients: list[openai.OpenAI] = field(default_factory=list)
+    # The CA that signed the server's TLS certificate: set for a daemon serving HTTPS.
+    tls_ca: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else True
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
         """An SDK client, closed when the server stops (no socket left for the GC to warn about)."""
-        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.api_key or "unused", max_retries=0, **kwargs)
+        if self.tls_ca:
+            kwargs.setdefault("http_client", httpx.Client(verify=self.verify))
+        kwargs.setdefault("api_key", self.api_key or "unused")
+        client = openai.OpenAI(base_url=f"{self.url}/v1", max_retries=0, **kwargs)
         self.clients.append(client)
         return client
 
@@ -51,7 +61,7 @@ class Server:
 
     def http(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, verify=self.verify)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -78,7 +88,11 @@ def write_config(path: Path, models: list[dict[str, Any]], server: dict[str, Any
 
 @contextmanager
 def run_server(
-    config: Path, tmp_dir: Path, env: dict[str, str] | None = None, api_key: str | None = None
+    config: Path,
+    tmp_dir: Path,
+    env: dict[str, str] | None = None,
+    api_key: str | None = None,
+    tls_ca: Path | None = None,
 ) -> Iterator[Server]:
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
@@ -89,7 +103,7 @@ def run_server(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
-    server = Server(process, port, log_path, api_key)
+    server = Server(process, port, log_path, api_key, tls_ca=tls_ca)
     try:
         server.wait_until(lambda: _ready(server), READY_TIMEOUT_SECONDS, "the server to be ready")
         yield server
@@ -101,7 +115,7 @@ def _ready(server: Server) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"server exited with {server.process.returncode}\n{server.log()}")
     try:
-        return httpx.get(f"{server.url}/ready", timeout=2).status_code == 200
+        return httpx.get(f"{server.url}/ready", timeout=2, verify=server.verify).status_code == 200
     except httpx.TransportError:
         return False
 

@@ -56,12 +56,44 @@ def test_template_messages_flatten_parts_and_map_developer() -> None:
     ]
 
 
-def app_with_keys(keys: list[str], open_paths: frozenset[str] = OPEN_PATHS) -> TestClient:
+def app_with_keys(
+    keys: list[str], open_paths: frozenset[str] = OPEN_PATHS, admin_keys: list[str] | None = None
+) -> TestClient:
     async def hello(request: Request) -> PlainTextResponse:
         return PlainTextResponse("hi")
 
-    app = Starlette(routes=[Route("/v1/x", hello), Route("/health", hello), Route("/metrics", hello)])
-    return TestClient(APIKeyMiddleware(app, keys, open_paths))
+    routes = [Route(path, hello) for path in ("/v1/x", "/health", "/metrics", "/openarc/models")]
+    return TestClient(APIKeyMiddleware(Starlette(routes=routes), keys, open_paths, admin_keys or []))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_admin_keys_alone_open_management_routes() -> None:
+    client = app_with_keys(["user"], admin_keys=["admin"])
+    assert client.get("/openarc/models", headers=bearer("admin")).text == "hi"
+    refused = client.get("/openarc/models", headers=bearer("user"))
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "admin_key_required"
+    assert client.get("/openarc/models").status_code == 401
+    assert client.get("/openarc/models", headers=bearer("wrong")).status_code == 401
+    # An admin key opens the API too; an API key still does.
+    assert client.get("/v1/x", headers=bearer("admin")).text == "hi"
+    assert client.get("/v1/x", headers=bearer("user")).text == "hi"
+
+
+def test_admin_keys_without_api_keys_guard_only_management() -> None:
+    client = app_with_keys([], admin_keys=["admin"])
+    assert client.get("/v1/x").text == "hi"
+    assert client.get("/openarc/models").status_code == 401
+    assert client.get("/openarc/models", headers=bearer("admin")).text == "hi"
+
+
+def test_without_admin_keys_api_keys_open_management() -> None:
+    client = app_with_keys(["user"])
+    assert client.get("/openarc/models", headers=bearer("user")).text == "hi"
+    assert client.get("/openarc/models").status_code == 401
 
 
 def test_api_keys_guard_everything_but_probes() -> None:

@@ -161,3 +161,27 @@ def test_check_config_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "openarc", "check-config", str(tmp_path / "nope.yaml")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "cannot read config" in missing.stderr
+
+
+def test_tls_files_are_checked_up_front(tmp_path: Path) -> None:
+    import trustme
+
+    assert "set both or neither" in error("server: {tls_certfile: cert.pem}\n", tmp_path)
+    missing = error("server: {tls_certfile: cert.pem, tls_keyfile: key.pem}\n", tmp_path)
+    assert f"$.server.tls_certfile: no such file: {tmp_path / 'cert.pem'}" in missing
+    assert "$.server.tls_keyfile: no such file" in missing
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    bad = error("server: {tls_certfile: cert.pem, tls_keyfile: key.pem}\n", tmp_path)
+    assert "$.server.tls_certfile: cannot use this certificate and key" in bad
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    config = parse("server: {tls_certfile: cert.pem, tls_keyfile: key.pem}\n", tmp_path)
+    assert config.server.tls_keyfile == str(tmp_path / "key.pem")  # type: ignore[attr-defined]
+
+
+def test_request_timeout_defaults_and_limits(tmp_path: Path) -> None:
+    assert parse("{}\n", tmp_path).server.request_timeout == 600.0  # type: ignore[attr-defined]
+    assert parse("server: {request_timeout: null}\n", tmp_path).server.request_timeout is None  # type: ignore[attr-defined]
+    assert "$.server.request_timeout: Expected `float` > 0.0" in error("server: {request_timeout: 0}\n", tmp_path)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from openarc.api import health, management, metrics, openai
 from openarc.api.auth import OPEN_PATHS, APIKeyMiddleware
@@ -21,25 +22,44 @@ from openarc.serving.completions import CompletionServing
 from openarc.serving.errors import APIError
 
 
-def build_app(engine: Engine, server: ServerConfig, api_keys: Sequence[str] = ()) -> Starlette:
+def build_app(
+    engine: Engine, server: ServerConfig, api_keys: Sequence[str] = (), admin_keys: Sequence[str] = ()
+) -> Starlette:
     observed = Metrics()
     observed.watch(engine)
     open_paths = OPEN_PATHS if server.metrics_require_key else OPEN_PATHS | {"/metrics"}
     app = Starlette(
         routes=[*openai.routes, *health.routes, *management.routes, *metrics.routes],
-        # Outermost first: the counter also sees the 500s the error middleware produces.
+        # Outermost first: the counter also sees the 500s the error middleware produces; CORS answers preflights
+        # before the key check (browsers send no key with them) and adds its headers to error responses too.
         middleware=[
             Middleware(metrics.ResponseCounterMiddleware, metrics=observed),
+            *_cors(server.cors_allow_origins),
             Middleware(UnexpectedErrorMiddleware),
-            Middleware(APIKeyMiddleware, keys=list(api_keys), open_paths=open_paths),
+            Middleware(APIKeyMiddleware, keys=list(api_keys), open_paths=open_paths, admin_keys=list(admin_keys)),
             Middleware(BodyLimitMiddleware, max_bytes=server.max_request_bytes),
         ],
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.engine = engine
     app.state.metrics = observed
-    app.state.chat = ChatServing(engine, observed)
-    app.state.completions = CompletionServing(engine, observed)
+    app.state.chat = ChatServing(engine, observed, server.request_timeout)
+    app.state.completions = CompletionServing(engine, observed, server.request_timeout)
     app.state.draining = False
     app.state.loop_lag = LoopLagMonitor()
     return app
+
+
+def _cors(origins: Sequence[str]) -> list[Middleware]:
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            # Any request header: the OpenAI JS SDK adds its own x-stainless-* headers from browsers.
+            allow_headers=["*"],
+            max_age=600,
+        )
+    ]

@@ -80,8 +80,8 @@ class RequestStream:
             self.finished = True
         self._notify.set()
 
-    def fail(self, message: str) -> None:
-        self.push(RequestOutput(self.rid, error=message, error_kind="engine"))
+    def fail(self, message: str, kind: ErrorKind = "engine") -> None:
+        self.push(RequestOutput(self.rid, error=message, error_kind=kind))
 
     def take(self) -> StreamDelta | None:
         """Everything new since the last call, or None; the final delta carries the finish reason or error."""

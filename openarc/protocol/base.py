@@ -59,6 +59,20 @@ class Usage(Response, kw_only=True):
     total_tokens: int
 
 
+class Performance(Response, kw_only=True):
+    """OpenArc's extension field `performance`: how the daemon served this request (standard `usage` is untouched).
+
+    Times run from the request's arrival at the engine, so queueing shows in the time to first token.
+    """
+
+    time_to_first_token_ms: float | None
+    # Prompt tokens over the time to the first token (null before any token).
+    prefill_tokens_per_s: float | None
+    # Tokens after the first over the time after it, summed over choices (null with fewer than two tokens).
+    decode_tokens_per_s: float | None
+    total_time_ms: float
+
+
 class ErrorBody(Response, kw_only=True):
     message: str
     type: str

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, UnsetType
 
-from openarc.protocol.base import FinishReason, PositiveInt, Request, Response, SamplingRequest, Usage
+from openarc.protocol.base import FinishReason, Performance, PositiveInt, Request, Response, SamplingRequest, Usage
 
 
 class TextPart(Request, tag_field="type", tag="text", kw_only=True):
@@ -111,6 +111,7 @@ class ChatCompletion(Response, kw_only=True):
     usage: Usage
     system_fingerprint: str | None = None
     object: Literal["chat.completion"] = "chat.completion"
+    performance: Performance | UnsetType = UNSET
 
 
 class ChatDelta(Response, kw_only=True):
@@ -134,6 +135,8 @@ class ChatCompletionChunk(Response, kw_only=True):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     # Absent unless stream_options.include_usage; then null on every chunk but the last.
     usage: Usage | UnsetType | None = UNSET
+    # Only on the stream's last chunk.
+    performance: Performance | UnsetType = UNSET
 
 
 def message_text(content: str | list[Any] | None) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, UnsetType
 
-from openarc.protocol.base import FinishReason, Response, SamplingRequest, Usage
+from openarc.protocol.base import FinishReason, Performance, Response, SamplingRequest, Usage
 
 
 class CompletionRequest(SamplingRequest, kw_only=True):
@@ -33,3 +33,5 @@ class Completion(Response, kw_only=True):
     system_fingerprint: str | None = None
     object: Literal["text_completion"] = "text_completion"
     usage: Usage | UnsetType | None = UNSET
+    # OpenArc's extension; on a stream, only on the last chunk.
+    performance: Performance | UnsetType = UNSET

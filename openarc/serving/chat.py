@@ -12,7 +12,7 @@ from openarc.engine.engine import Engine
 from openarc.engine.stream import StreamDelta
 from openarc.ipc import ChatPrompt
 from openarc.metrics import Metrics
-from openarc.protocol.base import Usage
+from openarc.protocol.base import Performance, Usage
 from openarc.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -91,9 +91,10 @@ def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 class ChatServing:
-    def __init__(self, engine: Engine, metrics: Metrics | None = None) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics | None = None, timeout: float | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.timeout = timeout
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
@@ -106,7 +107,9 @@ class ChatServing:
         )
         params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
         request_id = response_id("chatcmpl")
-        generation = await Generation.start(request_id, self.engine, model, [prompt], params, self.metrics)
+        generation = await Generation.start(
+            request_id, self.engine, model, [prompt], params, self.metrics, self.timeout
+        )
         if request.stream:
             include_usage = request.stream_options is not None and request.stream_options.include_usage
             return self._stream(generation, request.model, include_usage)
@@ -128,6 +131,7 @@ class ChatServing:
             choices=choices,
             usage=generation.usage(),
             system_fingerprint=SYSTEM_FINGERPRINT,
+            performance=generation.performance(),
         )
 
     def _stream(self, generation: Generation, model: str, include_usage: bool) -> AsyncIterator[bytes]:
@@ -135,7 +139,11 @@ class ChatServing:
         # OpenAI: with include_usage every chunk has "usage": null; without it, no usage key at all.
         usage_field: Usage | UnsetType | None = None if include_usage else UNSET
 
-        def chunk(choices: list[ChatChunkChoice], usage: Usage | UnsetType | None = usage_field) -> bytes:
+        def chunk(
+            choices: list[ChatChunkChoice],
+            usage: Usage | UnsetType | None = usage_field,
+            performance: Performance | UnsetType = UNSET,
+        ) -> bytes:
             return event(
                 ChatCompletionChunk(
                     id=generation.request_id,
@@ -144,6 +152,7 @@ class ChatServing:
                     choices=choices,
                     system_fingerprint=SYSTEM_FINGERPRINT,
                     usage=usage,
+                    performance=performance,
                 )
             )
 
@@ -156,11 +165,14 @@ class ChatServing:
             if delta.text:
                 yield content[index](delta.text)
             if delta.finish_reason is not None:
-                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)])
+                choice = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)
+                yield chunk([choice], performance=closing())
 
         opening = (
             chunk([ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))])
             for index in range(len(generation.streams))
         )
-        usage_event = (lambda usage: chunk([], usage)) if include_usage else None
+        # The stream's last chunk carries the performance report: the usage chunk, or else the last finish chunk.
+        usage_event = (lambda usage: chunk([], usage, generation.performance())) if include_usage else None
+        closing = (lambda: UNSET) if include_usage else generation.last_finish_performance
         return generation.events(opening, render, usage_event)

@@ -11,7 +11,7 @@ from openarc.engine.engine import Engine
 from openarc.engine.stream import StreamDelta
 from openarc.ipc import TextPrompt
 from openarc.metrics import Metrics
-from openarc.protocol.base import Usage
+from openarc.protocol.base import Performance, Usage
 from openarc.protocol.completions import Completion, CompletionChoice, CompletionRequest
 from openarc.serving.errors import invalid_request, unsupported
 from openarc.serving.generation import Generation
@@ -32,9 +32,10 @@ def _check_supported(request: CompletionRequest) -> None:
 
 
 class CompletionServing:
-    def __init__(self, engine: Engine, metrics: Metrics | None = None) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics | None = None, timeout: float | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.timeout = timeout
 
     async def create(self, request: CompletionRequest) -> Completion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
@@ -46,7 +47,7 @@ class CompletionServing:
         params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
         request_id = response_id("cmpl")
         generation = await Generation.start(
-            request_id, self.engine, model, [TextPrompt(t) for t in texts], params, self.metrics
+            request_id, self.engine, model, [TextPrompt(t) for t in texts], params, self.metrics, self.timeout
         )
         # Choice i answers prompt i // n, as in OpenAI's API.
         echoes = [texts[i // request.n] if request.echo else "" for i in range(len(generation.streams))]
@@ -71,6 +72,7 @@ class CompletionServing:
             choices=choices,
             usage=generation.usage(),
             system_fingerprint=SYSTEM_FINGERPRINT,
+            performance=generation.performance(),
         )
 
     def _stream(
@@ -79,7 +81,11 @@ class CompletionServing:
         created = int(time.time())
         usage_field: Usage | UnsetType | None = None if include_usage else UNSET
 
-        def chunk(choices: list[CompletionChoice], usage: Usage | UnsetType | None = usage_field) -> bytes:
+        def chunk(
+            choices: list[CompletionChoice],
+            usage: Usage | UnsetType | None = usage_field,
+            performance: Performance | UnsetType = UNSET,
+        ) -> bytes:
             return event(
                 Completion(
                     id=generation.request_id,
@@ -88,6 +94,7 @@ class CompletionServing:
                     choices=choices,
                     system_fingerprint=SYSTEM_FINGERPRINT,
                     usage=usage,
+                    performance=performance,
                 )
             )
 
@@ -98,7 +105,8 @@ class CompletionServing:
 
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
             if delta.finish_reason is not None:
-                yield chunk([CompletionChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)])
+                choice = CompletionChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)
+                yield chunk([choice], performance=closing())
             elif delta.text:
                 yield text_chunk[index](delta.text)
 
@@ -107,5 +115,7 @@ class CompletionServing:
             for index, echo in enumerate(echoes)
             if echo
         )
-        usage_event = (lambda usage: chunk([], usage)) if include_usage else None
+        # The stream's last chunk carries the performance report: the usage chunk, or else the last finish chunk.
+        usage_event = (lambda usage: chunk([], usage, generation.performance())) if include_usage else None
+        closing = (lambda: UNSET) if include_usage else generation.last_finish_performance
         return generation.events(opening, render, usage_event)

@@ -46,6 +46,11 @@ def engine_failed(message: str) -> APIError:
     return APIError(503, message, "server_error", None, "engine_error")
 
 
+def timed_out(message: str) -> APIError:
+    # 504, not 408: the client sent its request in time; the server could not finish it in time.
+    return APIError(504, message, "timeout_error", None, "request_timeout")
+
+
 def unavailable(message: str) -> APIError:
     return APIError(503, message, "server_error", None, "model_unavailable")
 

@@ -7,13 +7,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
+from msgspec import UNSET, UnsetType
+
 from openarc.engine.engine import Engine, ServedModel
 from openarc.engine.errors import ModelUnavailable, Overloaded
 from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.metrics import Metrics
-from openarc.protocol.base import Usage
-from openarc.serving.errors import APIError, engine_failed, invalid_request, overloaded, unavailable
+from openarc.protocol.base import Performance, Usage
+from openarc.serving.errors import APIError, engine_failed, invalid_request, overloaded, timed_out, unavailable
 from openarc.serving.sse import DONE, error_event
 
 log = logging.getLogger("openarc.requests")
@@ -29,6 +31,7 @@ class Generation:
         n: int,
         notify: asyncio.Event,
         metrics: Metrics | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.request_id = request_id
         self.engine = engine
@@ -42,6 +45,10 @@ class Generation:
         # Resolved once: a label lookup per token would cost as much as the observation.
         self._inter_token = metrics.inter_token_latency.labels(model.id) if metrics is not None else None
         self._delivered_at: list[float | None] = [None] * len(streams)
+        # One timer per API call, not per token: it fails whatever is still running when it fires.
+        self._timeout = timeout
+        self._finish_chunks = 0
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._time_out) if timeout else None
 
     @classmethod
     async def start(
@@ -52,6 +59,7 @@ class Generation:
         prompts: Sequence[ChatPrompt | TextPrompt],
         params: Sequence[SamplingParams],
         metrics: Metrics | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         """Submit every (prompt, choice) pair and wait until the worker accepted or refused each one.
 
@@ -66,7 +74,7 @@ class Generation:
             raise unavailable(str(exc)) from None
         except Overloaded as exc:
             raise overloaded(str(exc)) from None
-        generation = cls(request_id, engine, model, streams, n, notify, metrics)
+        generation = cls(request_id, engine, model, streams, n, notify, metrics, timeout)
         try:
             while not all(stream.started for stream in streams):
                 await notify.wait()
@@ -84,7 +92,53 @@ class Generation:
 
     @staticmethod
     def error_for(message: str, kind: str | None) -> APIError:
-        return invalid_request(message) if kind == "invalid_request" else engine_failed(message)
+        if kind == "invalid_request":
+            return invalid_request(message)
+        if kind == "timeout":
+            return timed_out(message)
+        return engine_failed(message)
+
+    def _time_out(self) -> None:
+        tokens = sum(stream.completion_tokens for stream in self.streams)
+        message = (
+            f"The request did not finish within the server's request_timeout of {self._timeout:g} s "
+            f"({tokens} tokens generated); it was stopped. Ask for fewer tokens or raise server.request_timeout."
+        )
+        for stream in self.streams:
+            if not stream.finished:
+                self.engine.abort(self.model, stream)
+                stream.fail(message, "timeout")
+
+    @property
+    def finished(self) -> bool:
+        return all(reason is not None for reason in self.finish_reasons)
+
+    def last_finish_performance(self) -> Performance | UnsetType:
+        """For a stream without a usage chunk: the report, when called for the last choice's finish chunk."""
+        self._finish_chunks += 1
+        return self.performance() if self._finish_chunks == len(self.streams) else UNSET
+
+    def performance(self) -> Performance:
+        """OpenArc's per-request report, as of now: call it when the last choice has finished."""
+        now = time.monotonic()
+        start = min(stream.started_at for stream in self.streams)
+        first = min((s.first_token_at for s in self.streams if s.first_token_at is not None), default=None)
+        usage = self.usage()
+        if first is None:
+            return Performance(
+                time_to_first_token_ms=None,
+                prefill_tokens_per_s=None,
+                decode_tokens_per_s=None,
+                total_time_ms=round((now - start) * 1000, 1),
+            )
+        # Each choice's first token comes out of the prefill; the rest are decoded.
+        decoded = usage.completion_tokens - sum(1 for s in self.streams if s.first_token_at is not None)
+        return Performance(
+            time_to_first_token_ms=round((first - start) * 1000, 1),
+            prefill_tokens_per_s=round(usage.prompt_tokens / (first - start), 1) if first > start else None,
+            decode_tokens_per_s=round(decoded / (now - first), 1) if decoded > 0 and now > first else None,
+            total_time_ms=round((now - start) * 1000, 1),
+        )
 
     async def wakeups(self) -> AsyncIterator[list[tuple[int, StreamDelta]]]:
         """Everything that arrived by each wake-up, as (choice index, delta) pairs, until all have finished."""
@@ -187,6 +241,8 @@ class Generation:
         if self._closed:
             return
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         for stream in self.streams:
             if not stream.finished:
                 self.engine.abort(self.model, stream)

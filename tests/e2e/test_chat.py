@@ -65,7 +65,17 @@ def check_chat_chunks(events: list[Any], n: int, include_usage: bool) -> dict[in
         usage = usage_chunk["usage"]
         assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
         assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    # OpenArc's performance report rides on the stream's last chunk only.
+    assert [i for i, c in enumerate(chunks) if "performance" in c] == [len(chunks) - 1]
+    check_performance(chunks[-1]["performance"])
     return texts
+
+
+def check_performance(report: dict[str, Any]) -> None:
+    assert set(report) == {"time_to_first_token_ms", "prefill_tokens_per_s", "decode_tokens_per_s", "total_time_ms"}
+    assert 0 < report["time_to_first_token_ms"] <= report["total_time_ms"]
+    assert report["prefill_tokens_per_s"] > 0
+    assert report["decode_tokens_per_s"] > 0
 
 
 def test_chat_non_streaming_answers(server: Server) -> None:
@@ -83,6 +93,8 @@ def test_chat_non_streaming_answers(server: Server) -> None:
     assert completion.usage.prompt_tokens > 10
     assert completion.usage.completion_tokens > 0
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert completion.model_extra is not None
+    check_performance(completion.model_extra["performance"])
 
 
 def test_chat_streaming_matches_non_streaming(server: Server) -> None:
@@ -209,6 +221,9 @@ def test_completions_string_list_echo_and_stream(server: Server) -> None:
     assert "".join(c.choices[0].text for c in chunks if c.choices) == one.choices[0].text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert [i for i, c in enumerate(chunks) if c.model_extra and "performance" in c.model_extra] == [len(chunks) - 1]
+    assert one.model_extra is not None
+    check_performance(one.model_extra["performance"])
 
 
 def test_models_list_and_get(server: Server) -> None:
