@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +26,13 @@ STORY: list[ChatCompletionMessageParam] = [
 
 @pytest.fixture(scope="module")
 def fresh_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Its own daemon: these tests read counters that other tests' traffic would disturb."""
+    """Its own daemon: these tests read counters that other tests' traffic would disturb.
+
+    A second model, in its own worker, shows that one model's faults leave the other serving.
+    """
     tmp = tmp_path_factory.mktemp("engine")
-    config = write_config(tmp / "config.yaml", [{"id": "smollm2", "source": str(smollm2_gguf)}])
+    models = [{"id": "smollm2", "source": str(smollm2_gguf)}, {"id": "second", "source": str(smollm2_gguf)}]
+    config = write_config(tmp / "config.yaml", models)
     with run_server(config, tmp) as running:
         yield running
 
@@ -87,24 +93,56 @@ def test_disconnect_while_waiting_for_a_non_streaming_answer_aborts(fresh_server
     assert replica(fresh_server)["generated_tokens"] - before < 1000
 
 
-def test_killed_worker_fails_its_requests_and_is_restarted(fresh_server: Server) -> None:
+def test_killed_worker_fails_its_eight_streams_while_another_model_serves(fresh_server: Server) -> None:
     first = replica(fresh_server)
     client = fresh_server.client()
-    stream = client.chat.completions.create(
-        model="smollm2",
-        messages=STORY,
-        max_tokens=4000,
-        stream=True,
-        extra_body={"ignore_eos": True},
-    )
-    chunks = iter(stream)
-    next(chunks)
-    os.kill(first["pid"], signal.SIGKILL)
-    with pytest.raises(openai.APIError, match="stopped unexpectedly"):
-        for _ in chunks:
-            pass
-    wait_for_restart(fresh_server, first["restarts"] + 1)
+    streams = [
+        client.chat.completions.create(
+            model="smollm2", messages=STORY, max_tokens=4000, stream=True, extra_body={"ignore_eos": True}
+        )
+        for _ in range(8)
+    ]
+    chunk_iters = [iter(stream) for stream in streams]
+    for chunks in chunk_iters:
+        next(chunks)  # every stream is running
+    fresh_server.wait_until(lambda: replica(fresh_server)["active"] == 8, what="all 8 streams to run")
+
+    stop_second = threading.Event()
+    # (start, end) of every request answered by the second model, and whatever failed there.
+    answered: list[tuple[float, float]] = []
+    failures: list[BaseException] = []
+
+    def keep_using_second_model() -> None:
+        while not stop_second.is_set():
+            start = time.monotonic()
+            try:
+                done = client.chat.completions.create(model="second", messages=STORY, max_tokens=4)
+                assert done.choices[0].message.content
+            except BaseException as exc:
+                failures.append(exc)
+                return
+            answered.append((start, time.monotonic()))
+
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(keep_using_second_model)
+        fresh_server.wait_until(lambda: bool(answered), what="the second model to answer")
+        killed_at = time.monotonic()
+        os.kill(first["pid"], signal.SIGKILL)
+        for chunks in chunk_iters:
+            with pytest.raises(openai.APIError, match="stopped unexpectedly"):
+                for _ in chunks:
+                    pass
+        with fresh_server.http() as http:
+            fresh_server.wait_until(lambda: http.get("/ready").status_code == 503, what="/ready to report 503")
+        wait_for_restart(fresh_server, first["restarts"] + 1)
+        back_at = time.monotonic()
+        stop_second.set()
+        second.result(timeout=60)
+    assert not failures, failures
+    assert any(killed_at <= start and end <= back_at for start, end in answered), "second model served meanwhile"
     assert replica(fresh_server)["pid"] != first["pid"]
+    with fresh_server.http() as http:
+        assert http.get("/ready").status_code == 200
     completion = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=5)
     assert completion.choices[0].message.content
 
