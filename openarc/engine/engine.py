@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from openarc.config import ModelConfig
-from openarc.engine.errors import ModelUnavailable, Overloaded
+from openarc.engine.errors import ModelUnavailable, Overloaded, TooLarge
 from openarc.engine.replica import Replica, ReplicaState
 from openarc.engine.router import Router
 from openarc.engine.stream import RequestStream
@@ -116,6 +116,11 @@ class Engine:
         params: Sequence[SamplingParams],
     ) -> tuple[list[RequestStream], asyncio.Event]:
         """Start one engine request per (prompt, params) pair; they share one wake-up event."""
+        if len(prompts) > model.capacity:
+            raise TooLarge(
+                f"this request needs {len(prompts)} sequences (prompts times n), but model {model.id!r} "
+                f"holds at most {model.capacity} running and waiting"
+            )
         if model.outstanding + len(prompts) > model.capacity:
             raise Overloaded(
                 f"model {model.id!r} is at capacity ({model.outstanding} requests running or waiting); retry shortly"

@@ -19,3 +19,7 @@ class ModelUnavailable(EngineError):
 
 class Overloaded(EngineError):
     """The model's running and waiting slots are all taken: the client should retry later."""
+
+
+class TooLarge(EngineError):
+    """The request needs more sequences at once than the model can ever hold: retrying cannot help."""

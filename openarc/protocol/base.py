@@ -10,9 +10,10 @@ from msgspec import Meta
 FinishReason = Literal["stop", "length", "tool_calls"]
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
-Probability = Annotated[float, Meta(ge=0, le=1)]
 TopP = Annotated[float, Meta(gt=0, le=1)]
-PositiveInt = Annotated[int, Meta(ge=1)]
+# Counts cross to the engine as 32-bit integers; nothing larger can mean anything there.
+MAX_INT32 = 2**31 - 1
+PositiveInt = Annotated[int, Meta(ge=1, le=MAX_INT32)]
 StopSequence = Annotated[str, Meta(min_length=1)]
 
 
@@ -36,8 +37,9 @@ class SamplingRequest(Request, kw_only=True):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     # 0 or -1 disables top-k, as in vLLM.
-    top_k: Annotated[int, Meta(ge=-1)] | None = None
-    min_p: Probability | None = None
+    top_k: Annotated[int, Meta(ge=-1, le=MAX_INT32)] | None = None
+    # 1 would keep only tokens as likely as the most likely one: GenAI refuses it, so do we.
+    min_p: Annotated[float, Meta(ge=0, lt=1)] | None = None
     seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     stop: StopSequence | Annotated[list[StopSequence], Meta(max_length=16)] | None = None
     presence_penalty: Penalty | None = None
@@ -50,7 +52,7 @@ class SamplingRequest(Request, kw_only=True):
     ignore_eos: bool = False
     # Accepted so that they can be refused with a clear message instead of being ignored.
     logit_bias: dict[str, float] | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
 
 
 class Usage(Response, kw_only=True):

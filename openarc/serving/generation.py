@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from msgspec import UNSET, UnsetType
 
 from openarc.engine.engine import Engine, ServedModel
-from openarc.engine.errors import ModelUnavailable, Overloaded
+from openarc.engine.errors import ModelUnavailable, Overloaded, TooLarge
 from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.metrics import Metrics
@@ -74,6 +74,8 @@ class Generation:
             raise unavailable(str(exc)) from None
         except Overloaded as exc:
             raise overloaded(str(exc)) from None
+        except TooLarge as exc:
+            raise invalid_request(str(exc), "n") from None
         generation = cls(request_id, engine, model, streams, n, notify, metrics, timeout)
         try:
             while not all(stream.started for stream in streams):

@@ -78,6 +78,7 @@ class WorkerLoop:
         try:
             input_ids = self.runner.encode(request.prompt)
             prompt_tokens = int(input_ids.get_shape()[1])
+            self.runner.check_prompt(prompt_tokens)
             max_new = self.runner.max_new_tokens(prompt_tokens, request.params.max_tokens)
             config = self.runner.generation_config(request.params, max_new)
         except PromptRejected as exc:

@@ -14,10 +14,22 @@ from openarc.worker.model_meta import context_length
 # When neither the request, the model's defaults nor its files bound the output, stop here.
 FALLBACK_MAX_TOKENS = 4096
 _SEED_SPACE = 2**64
+# Below this a temperature is greedy decoding (vLLM's rule); GenAI's float32 would round the tiniest to 0.
+_GREEDY_TEMPERATURE = 1e-5
+# The smallest top_p / repetition_penalty that survives float32 in GenAI; smaller ones mean the same.
+_SMALLEST_POSITIVE = 1e-30
 
 
 class PromptRejected(Exception):
     """The request cannot be run as asked (too long, template failure); the message is for the client."""
+
+
+def genai_message(exc: Exception) -> str:
+    """GenAI's own sentence, without its "Check '...' failed at <build path>:<line>:" preamble."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Check "):
+        lines = lines[1:]
+    return " ".join(lines)
 
 
 def _template_error(exc: Exception) -> str:
@@ -57,6 +69,10 @@ class ModelRunner:
         # The template already wrote the special tokens (BOS and role markers) as text.
         return self.tokenizer.encode(text, add_special_tokens=False).input_ids
 
+    def check_prompt(self, prompt_tokens: int) -> None:
+        if prompt_tokens == 0:
+            raise PromptRejected("The prompt is empty: it has no tokens to complete.")
+
     def max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
         if self.context_length is None:
             return requested or FALLBACK_MAX_TOKENS
@@ -82,10 +98,10 @@ class ModelRunner:
         config.stop_token_ids = self._stop_token_ids
         config.max_new_tokens = max_new_tokens
         config.ignore_eos = params.ignore_eos
-        if params.temperature > 0:
+        if params.temperature >= _GREEDY_TEMPERATURE:
             config.do_sample = True
             config.temperature = params.temperature
-            config.top_p = params.top_p
+            config.top_p = max(params.top_p, _SMALLEST_POSITIVE)
             if params.top_k > 0:
                 config.top_k = params.top_k
             config.min_p = params.min_p
@@ -94,7 +110,7 @@ class ModelRunner:
             config.rng_seed = seed % _SEED_SPACE
         config.presence_penalty = params.presence_penalty
         config.frequency_penalty = params.frequency_penalty
-        config.repetition_penalty = params.repetition_penalty
+        config.repetition_penalty = max(params.repetition_penalty, _SMALLEST_POSITIVE)
         if params.stop:
             # Stop strings are cut from the text by TextOutput; GenAI only ends generation early.
             config.stop_strings = set(params.stop)
@@ -102,5 +118,5 @@ class ModelRunner:
         try:
             config.validate()
         except Exception as exc:
-            raise PromptRejected(f"invalid sampling parameters: {exc}") from None
+            raise PromptRejected(f"invalid sampling parameters: {genai_message(exc)}") from None
         return config

@@ -35,14 +35,12 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
         ({"model": "smollm2", "messages": MESSAGES, "n": 0}, "n", ">= 1"),
         ({"model": "smollm2", "messages": MESSAGES, "top_p": 0}, "top_p", "> 0"),
         ({"model": "smollm2", "messages": MESSAGES, "stop": ""}, "stop", "length >= 1"),
-        ({"model": "smollm2", "messages": MESSAGES, "logprobs": True}, "logprobs", "not supported"),
+        ({"model": "smollm2", "messages": MESSAGES, "top_logprobs": 2}, "top_logprobs", "not supported"),
+        ({"model": "smollm2", "messages": MESSAGES, "top_k": 2**64}, "top_k", "<= 2147483647"),
+        ({"model": "smollm2", "messages": MESSAGES, "max_tokens": 2**40}, "max_tokens", "<= 2147483647"),
+        ({"model": "smollm2", "messages": MESSAGES, "min_p": 1}, "min_p", "< 1"),
         ({"model": "smollm2", "messages": MESSAGES, "logit_bias": {"1": 5}}, "logit_bias", "not supported"),
-        ({"model": "smollm2", "messages": MESSAGES, "tools": [{"type": "function"}]}, "tools", "not supported"),
-        (
-            {"model": "smollm2", "messages": MESSAGES, "response_format": {"type": "json_object"}},
-            "response_format",
-            "not supported",
-        ),
+        ({"model": "smollm2", "messages": MESSAGES, "tools": [{"type": "function"}]}, "tools[0]", "`function`"),
         (
             {"model": "smollm2", "messages": MESSAGES, "stream_options": {"include_usage": True}},
             "stream_options",
@@ -120,6 +118,18 @@ def test_unsupported_completion_parameters(server: Server) -> None:
         )
 
 
+def test_completion_requests_that_can_never_run_are_400s(server: Server) -> None:
+    with server.http() as http:
+        empty = error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": ""}), 400)
+        assert "empty" in empty["message"]
+        # 64 prompts x n=6 = 384 sequences: more than the model's 64 running + 256 waiting, ever.
+        body = {"model": "smollm2", "prompt": ["x"] * 64, "n": 6, "max_tokens": 1}
+        too_large = error_of(http.post("/v1/completions", json=body), 400)
+        assert too_large["param"] == "n"
+        assert "384 sequences" in too_large["message"]
+        assert "at most 320" in too_large["message"]
+
+
 def test_unknown_route_and_method_are_openai_shaped(server: Server) -> None:
     with server.http() as http:
         assert error_of(http.get("/v1/nothing-here"), 404)["type"] == "invalid_request_error"
@@ -143,3 +153,13 @@ def test_server_keeps_serving_after_bad_input(server: Server) -> None:
     completion = server.client().chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=5)
     assert completion.choices[0].finish_reason in ("stop", "length")
     assert server.status()["smollm2"]["replicas"][0]["restarts"] == 0
+
+
+def test_extreme_but_valid_sampling_values_are_served(server: Server) -> None:
+    # Each of these rounds to 0 in GenAI's float32: the server must still mean what the client asked.
+    for extreme in ({"temperature": 1e-40}, {"temperature": 1, "top_p": 1e-40}, {"repetition_penalty": 1e-40}):
+        body = {"model": "smollm2", "messages": MESSAGES, "max_tokens": 2, **extreme}
+        with server.http() as http:
+            response = http.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200, (extreme, response.text)
+        assert response.json()["usage"]["completion_tokens"] >= 1
