@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from openarc.api import health, management, metrics, openai
+from openarc.api import health, management, metrics, openai, openapi
 from openarc.api.auth import OPEN_PATHS, APIKeyMiddleware
 from openarc.api.body_limit import BodyLimitMiddleware
 from openarc.api.errors import UnexpectedErrorMiddleware, api_error, http_error
@@ -29,7 +29,7 @@ def build_app(
     observed.watch(engine)
     open_paths = OPEN_PATHS if server.metrics_require_key else OPEN_PATHS | {"/metrics"}
     app = Starlette(
-        routes=[*openai.routes, *health.routes, *management.routes, *metrics.routes],
+        routes=[*openai.routes, *health.routes, *management.routes, *metrics.routes, *openapi.routes],
         # Outermost first: the counter also sees the 500s the error middleware produces; CORS answers preflights
         # before the key check (browsers send no key with them) and adds its headers to error responses too.
         middleware=[
