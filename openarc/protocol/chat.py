@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from openarc.protocol.base import FinishReason, Performance, PositiveInt, Request, Response, SamplingRequest, Usage
@@ -45,6 +46,58 @@ class ToolCall(Request, kw_only=True):
     type: Literal["function"] = "function"
 
 
+# OpenAI's rule for function names.
+FunctionName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class FunctionDefinition(Request, kw_only=True):
+    name: FunctionName
+    description: str | None = None
+    # A JSON schema of the arguments object; none means no arguments.
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Request, kw_only=True):
+    function: FunctionDefinition
+    type: Literal["function"] = "function"
+
+
+class NamedFunction(Request, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(Request, kw_only=True):
+    function: NamedFunction
+    type: Literal["function"] = "function"
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class TextFormat(Request, tag_field="type", tag="text", kw_only=True):
+    pass
+
+
+class JSONObjectFormat(Request, tag_field="type", tag="json_object", kw_only=True):
+    pass
+
+
+class JSONSchema(Request, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64)] = "response"
+    description: str | None = None
+    # `schema` is the wire name; msgspec Structs have no attribute of that name to clash with.
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class JSONSchemaFormat(Request, tag_field="type", tag="json_schema", kw_only=True):
+    json_schema: JSONSchema
+
+
+ResponseFormat = TextFormat | JSONObjectFormat | JSONSchemaFormat
+
+
 class SystemMessage(Request, tag_field="role", tag="system", kw_only=True):
     content: str | list[TextPart]
     name: str | None = None
@@ -78,29 +131,63 @@ Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | To
 class ChatCompletionRequest(SamplingRequest, kw_only=True):
     messages: Annotated[list[Message], Meta(min_length=1)]
     max_completion_tokens: PositiveInt | None = None
-    # Accepted so that they can be refused with a clear message instead of being ignored.
     logprobs: bool | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: Annotated[list[Tool], Meta(max_length=128)] | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    # Extra variables for the chat template, e.g. {"enable_thinking": false} (vLLM's extension).
+    chat_template_kwargs: dict[str, Any] | None = None
+    # Accepted so that they can be refused with a clear message instead of being ignored.
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
+
+
+class FunctionCallOut(Response, kw_only=True):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(Response, kw_only=True):
+    id: str
+    function: FunctionCallOut
+    type: Literal["function"] = "function"
+
+
+class TopLogprob(Response, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(Response, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob] = msgspec.field(default_factory=list)
+
+
+class ChoiceLogprobs(Response, kw_only=True):
+    content: list[TokenLogprob] | None
+    refusal: None = None
 
 
 class ChatMessage(Response, kw_only=True):
     content: str | None
     role: Literal["assistant"] = "assistant"
     refusal: None = None
-    tool_calls: list[ToolCall] | UnsetType = UNSET
+    # Absent unless the model called tools.
+    tool_calls: list[ToolCallOut] | UnsetType = UNSET
+    # Absent unless the model has a reasoning parser (vLLM's field name).
+    reasoning_content: str | UnsetType | None = UNSET
 
 
 class ChatChoice(Response, kw_only=True):
     index: int
     message: ChatMessage
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(Response, kw_only=True):
@@ -114,16 +201,32 @@ class ChatCompletion(Response, kw_only=True):
     performance: Performance | UnsetType = UNSET
 
 
+class FunctionCallDelta(Response, kw_only=True):
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
+
+
+class ToolCallDelta(Response, kw_only=True):
+    """The first delta of call `index` has its id, type and name; the rest carry argument fragments."""
+
+    index: int
+    function: FunctionCallDelta
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+
+
 class ChatDelta(Response, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+    tool_calls: list[ToolCallDelta] | UnsetType = UNSET
 
 
 class ChatChunkChoice(Response, kw_only=True):
     index: int
     delta: ChatDelta
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(Response, kw_only=True):

@@ -15,14 +15,23 @@ class CompletionRequest(SamplingRequest, kw_only=True):
     # Accepted so that they can be refused with a clear message instead of being ignored.
     suffix: str | None = None
     best_of: int | None = None
-    logprobs: int | None = None
+    # 0: the chosen tokens' logprobs; more (top alternatives) is refused.
+    logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+
+
+class CompletionLogprobs(Response, kw_only=True):
+    tokens: list[str]
+    token_logprobs: list[float]
+    # Character offset of each token in the choice's text (echoed prompt included).
+    text_offset: list[int]
+    top_logprobs: None = None
 
 
 class CompletionChoice(Response, kw_only=True):
     index: int
     text: str
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(Response, kw_only=True):

@@ -27,6 +27,7 @@ from openarc.protocol.chat import (
     InputAudioPart,
     Message,
     SystemMessage,
+    TextFormat,
     ToolMessage,
     UserMessage,
     message_text,
@@ -47,7 +48,7 @@ def _check_supported(request: ChatCompletionRequest) -> None:
         raise unsupported("tools", "Tool calling is not available yet.")
     if request.tool_choice not in (None, "none", "auto"):
         raise unsupported("tool_choice", "Tool calling is not available yet.")
-    if request.response_format is not None and request.response_format.get("type") != "text":
+    if request.response_format is not None and not isinstance(request.response_format, TextFormat):
         raise unsupported("response_format", 'Only {"type": "text"} is available yet.')
     if request.modalities not in (None, ["text"]):
         raise unsupported("modalities", "Only text output is available.")
