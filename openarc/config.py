@@ -71,6 +71,21 @@ class GenerationDefaults(ConfigStruct):
     repetition_penalty: Annotated[float, Meta(gt=0)] | None = None
 
 
+class SpeculativeConfig(ConfigStruct):
+    """Speculative decoding: a draft model (`draft`) or prompt lookup (`prompt_lookup: true`) proposes tokens that
+    the model checks in one pass. Greedy output is unchanged; only the speed is."""
+
+    # An OpenVINO IR folder of a small model with the same tokenizer; relative paths are relative to the config.
+    draft: str | None = None
+    draft_device: Annotated[str, Meta(min_length=1)] = "CPU"
+    prompt_lookup: bool = False
+    # Tokens proposed per step (default 5), or instead: propose while the draft is at least this confident.
+    num_assistant_tokens: PositiveInt | None = None
+    assistant_confidence_threshold: Annotated[float, Meta(gt=0, lt=1)] | None = None
+    # Prompt lookup: the longest n-gram of the prompt matched against the output's end (default 3).
+    max_ngram_size: PositiveInt | None = None
+
+
 class ModelConfig(ConfigStruct):
     id: ModelId
     # An OpenVINO IR folder or a .gguf file; relative paths are relative to the config file.
@@ -89,6 +104,11 @@ class ModelConfig(ConfigStruct):
     max_waiting: Annotated[int, Meta(ge=0)] = 256
     # A Jinja chat template, inline or as a path to a file; replaces the model's own.
     chat_template: str | None = None
+    # How tool calls are read from the model's text; unset: chosen from the chat template (hermes if it knows none).
+    tool_parser: Literal["hermes", "qwen", "llama3_json", "mistral"] | None = None
+    # How reasoning is split from the answer; unset: `think` if the chat template knows <think>, "none": never.
+    reasoning_parser: Literal["think", "none"] | None = None
+    speculative: SpeculativeConfig | None = None
 
 
 class Config(ConfigStruct):
@@ -150,6 +170,31 @@ def _check_model(model: ModelConfig, index: int, base: Path, available: Sequence
             problems.append(f"{where}.chat_template: not a Jinja template and no such file: {model.chat_template}")
         else:
             model.chat_template = template
+    if model.speculative is not None:
+        problems.extend(_check_speculative(model.speculative, f"{where}.speculative", base, available))
+    return problems
+
+
+def _check_speculative(spec: SpeculativeConfig, where: str, base: Path, available: Sequence[str]) -> list[str]:
+    if (spec.draft is None) == (not spec.prompt_lookup):
+        return [f"{where}: set either `draft` (a draft model) or `prompt_lookup: true`, not both or neither"]
+    if spec.num_assistant_tokens is not None and spec.assistant_confidence_threshold is not None:
+        return [f"{where}: num_assistant_tokens and assistant_confidence_threshold exclude each other"]
+    problems = []
+    if spec.draft is None:
+        if spec.assistant_confidence_threshold is not None:
+            problems.append(f"{where}.assistant_confidence_threshold: prompt lookup proposes a fixed number of tokens")
+        return problems
+    if spec.max_ngram_size is not None:
+        problems.append(f"{where}.max_ngram_size: only for prompt_lookup")
+    draft = base / Path(spec.draft).expanduser()
+    if not (draft / "openvino_model.xml").is_file():
+        problems.append(f"{where}.draft: {draft} holds no openvino_model.xml (a draft must be an OpenVINO IR folder)")
+    else:
+        spec.draft = str(draft.resolve())
+    problem = check_device(spec.draft_device, available)
+    if problem:
+        problems.append(f"{where}.draft_device: {problem}")
     return problems
 
 

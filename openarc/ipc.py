@@ -19,6 +19,18 @@ ErrorKind = Literal["invalid_request", "engine", "timeout"]
 FinishReason = Literal["stop", "length"]
 
 
+class Speculative(msgspec.Struct, kw_only=True):
+    """Speculative decoding: a draft model proposes tokens, or (prompt lookup) n-grams of the prompt do."""
+
+    # An OpenVINO IR folder; None with prompt_lookup.
+    draft_source: str | None = None
+    draft_device: str = "CPU"
+    prompt_lookup: bool = False
+    num_assistant_tokens: int | None = None
+    assistant_confidence_threshold: float | None = None
+    max_ngram_size: int | None = None
+
+
 class LoadModel(msgspec.Struct, kw_only=True):
     model_id: str
     source: str
@@ -28,6 +40,7 @@ class LoadModel(msgspec.Struct, kw_only=True):
     chat_template: str | None = None
     # The worker's admission limit: GenAI ignores max_num_seqs under dynamic split-fuse.
     max_num_seqs: int = 64
+    speculative: Speculative | None = None
 
 
 class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -45,12 +58,20 @@ class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
     ignore_eos: bool = False
+    # A JSON schema (as JSON text) the output must match, enforced while decoding.
+    json_schema: str | None = None
+    # Report each generated token's logprob and text.
+    logprobs: bool = False
 
 
 class ChatPrompt(msgspec.Struct, tag="chat"):
-    """Messages as plain dicts, ready for the chat template."""
+    """Messages as plain dicts, ready for the chat template, with the template's `tools` and extra variables."""
 
     messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    template_kwargs: dict[str, Any] | None = None
+    # Report the end of the rendered prompt (does it leave the model inside `<think>`?).
+    report_tail: bool = False
 
 
 class TextPrompt(msgspec.Struct, tag="text"):
@@ -85,6 +106,11 @@ class RequestOutput(msgspec.Struct, array_like=True, omit_defaults=True):
     prompt_tokens: int | None = None
     error: str | None = None
     error_kind: ErrorKind | None = None
+    # With SamplingParams.logprobs: one logprob and one text per new token.
+    logprobs: list[float] | None = None
+    token_texts: list[str] | None = None
+    # With ChatPrompt.report_tail, on the first output: the rendered prompt's last characters.
+    prompt_tail: str | None = None
 
 
 class WorkerStats(msgspec.Struct, kw_only=True):
@@ -101,6 +127,8 @@ class WorkerReady(msgspec.Struct, tag="ready", kw_only=True):
     pid: int
     load_seconds: float
     context_length: int | None
+    # The chat template in use (the model's own, or the configured one).
+    chat_template: str = ""
 
 
 class WorkerFailed(msgspec.Struct, tag="failed"):

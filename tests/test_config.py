@@ -185,3 +185,31 @@ def test_request_timeout_defaults_and_limits(tmp_path: Path) -> None:
     assert parse("{}\n", tmp_path).server.request_timeout == 600.0  # type: ignore[attr-defined]
     assert parse("server: {request_timeout: null}\n", tmp_path).server.request_timeout is None  # type: ignore[attr-defined]
     assert "$.server.request_timeout: Expected `float` > 0.0" in error("server: {request_timeout: 0}\n", tmp_path)
+
+
+def test_speculative_decoding_and_parsers(tmp_path: Path) -> None:
+    draft = tmp_path / "draft"
+    draft.mkdir()
+    (draft / "openvino_model.xml").write_text("<net/>")
+    config = parse(
+        "models: [{id: m, source: model.gguf, tool_parser: llama3_json, reasoning_parser: none,"
+        " speculative: {draft: draft, num_assistant_tokens: 3}}]\n",
+        tmp_path,
+    )
+    model = config.models[0]  # type: ignore[attr-defined]
+    assert model.speculative.draft == str(draft.resolve())
+    assert (model.tool_parser, model.reasoning_parser) == ("llama3_json", "none")
+    assert parse("models: [{id: m, source: model.gguf, speculative: {prompt_lookup: true}}]\n", tmp_path)
+
+    spec = "models: [{id: m, source: model.gguf, speculative: {%s}}]\n"
+    assert "set either `draft`" in error(spec % "", tmp_path)
+    assert "set either `draft`" in error(spec % "draft: draft, prompt_lookup: true", tmp_path)
+    assert "exclude each other" in error(
+        spec % "draft: draft, num_assistant_tokens: 2, assistant_confidence_threshold: 0.5", tmp_path
+    )
+    assert "$.models[0].speculative.draft: " in error(spec % "draft: model.gguf", tmp_path)
+    assert "$.models[0].speculative.draft_device: device 'GPU.3'" in error(
+        spec % "draft: draft, draft_device: GPU.3", tmp_path
+    )
+    assert "max_ngram_size: only for prompt_lookup" in error(spec % "draft: draft, max_ngram_size: 2", tmp_path)
+    assert "tool_parser" in error("models: [{id: m, source: model.gguf, tool_parser: xml}]\n", tmp_path)

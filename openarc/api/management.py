@@ -23,6 +23,7 @@ def _model_status(model: ServedModel) -> dict[str, Any]:
         "task": model.config.task,
         "source": model.config.source,
         "context_length": model.context_length,
+        "speculative_decoding": _speculative(model),
         "replicas": [
             {
                 "name": r.name,
@@ -41,6 +42,21 @@ def _model_status(model: ServedModel) -> dict[str, Any]:
             }
             for r in model.replicas
         ],
+    }
+
+
+def _speculative(model: ServedModel) -> dict[str, Any] | None:
+    """How the model decodes speculatively, with the defaults the workers apply, or None (off)."""
+    spec = model.replicas[0].spec.speculative if model.replicas else None
+    if spec is None:
+        return None
+    return {
+        "mode": "prompt_lookup" if spec.prompt_lookup else "draft_model",
+        "draft": spec.draft_source,
+        "draft_device": None if spec.prompt_lookup else spec.draft_device,
+        "num_assistant_tokens": spec.num_assistant_tokens,
+        "assistant_confidence_threshold": spec.assistant_confidence_threshold,
+        "max_ngram_size": spec.max_ngram_size,
     }
 
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from openarc.config import ModelConfig
+from openarc.config import ModelConfig, SpeculativeConfig
 from openarc.engine.errors import ModelUnavailable, Overloaded, TooLarge
 from openarc.engine.replica import Replica, ReplicaState
 from openarc.engine.router import Router
 from openarc.engine.stream import RequestStream
-from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, TextPrompt
+from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, Speculative, TextPrompt
 
 
 @dataclass
@@ -34,6 +34,11 @@ class ServedModel:
     @property
     def context_length(self) -> int | None:
         return next((r.context_length for r in self.replicas if r.context_length is not None), None)
+
+    @property
+    def chat_template(self) -> str:
+        """The chat template the workers render with ("" until one has loaded)."""
+        return next((r.chat_template for r in self.replicas if r.chat_template), "")
 
     @property
     def outstanding(self) -> int:
@@ -75,6 +80,28 @@ def _load_spec(model: ModelConfig, device: str, model_cache_dir: str | None) -> 
         properties=({"CACHE_DIR": model_cache_dir} if model_cache_dir else {}) | dict(model.properties),
         chat_template=model.chat_template,
         max_num_seqs=model.scheduler.max_num_seqs,
+        speculative=_speculative(model.speculative),
+    )
+
+
+# GenAI proposes nothing unless told how many tokens (or how confidently) to propose.
+_DEFAULT_ASSISTANT_TOKENS = 5
+_DEFAULT_NGRAM_SIZE = 3
+
+
+def _speculative(config: SpeculativeConfig | None) -> Speculative | None:
+    if config is None:
+        return None
+    tokens = config.num_assistant_tokens
+    if tokens is None and config.assistant_confidence_threshold is None:
+        tokens = _DEFAULT_ASSISTANT_TOKENS
+    return Speculative(
+        draft_source=config.draft,
+        draft_device=config.draft_device,
+        prompt_lookup=config.prompt_lookup,
+        num_assistant_tokens=tokens,
+        assistant_confidence_threshold=config.assistant_confidence_threshold,
+        max_ngram_size=(config.max_ngram_size or _DEFAULT_NGRAM_SIZE) if config.prompt_lookup else None,
     )
 
 

@@ -57,6 +57,7 @@ class Replica:
         self.error: str | None = None
         self.pid: int | None = None
         self.context_length: int | None = None
+        self.chat_template = ""
         self.load_seconds: float | None = None
         self.restarts = 0
         self.stats = WorkerStats()
@@ -157,6 +158,7 @@ class Replica:
                 raise WorkerExited(first.error)
             assert isinstance(first, WorkerReady)
             self.pid, self.context_length, self.load_seconds = first.pid, first.context_length, first.load_seconds
+            self.chat_template = first.chat_template
             log.info("replica %s ready (pid %d, loaded in %.1fs)", self.name, first.pid, first.load_seconds)
             self._set_state(ReplicaState.READY)
             # Back off only while restarts keep failing; a worker that came up starts the count again.

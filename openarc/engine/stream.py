@@ -21,13 +21,18 @@ class StreamDelta:
     finish_reason: FinishReason | None
     error: str | None = None
     error_kind: ErrorKind | None = None
+    # When the request asked for logprobs: one per new token, with the token's text.
+    logprobs: list[float] | None = None
+    token_texts: list[str] | None = None
 
 
 class RequestStream:
     __slots__ = (
         "_finish_reason",
+        "_logprobs",
         "_notify",
         "_pieces",
+        "_token_texts",
         "_tokens",
         "completion_tokens",
         "drained",
@@ -35,6 +40,7 @@ class RequestStream:
         "error_kind",
         "finished",
         "first_token_at",
+        "prompt_tail",
         "prompt_tokens",
         "replica",
         "rid",
@@ -51,6 +57,9 @@ class RequestStream:
         self.error: str | None = None
         self.error_kind: ErrorKind | None = None
         self.prompt_tokens: int | None = None
+        self.prompt_tail: str | None = None
+        self._logprobs: list[float] | None = None
+        self._token_texts: list[str] | None = None
         self.completion_tokens = 0
         self.started_at = time.monotonic()
         self.first_token_at: float | None = None
@@ -70,8 +79,14 @@ class RequestStream:
                 self.first_token_at = time.monotonic()
             self._tokens += output.tokens
             self.completion_tokens += output.tokens
+        if output.logprobs is not None and output.token_texts is not None:
+            if self._logprobs is None or self._token_texts is None:
+                self._logprobs, self._token_texts = [], []
+            self._logprobs.extend(output.logprobs)
+            self._token_texts.extend(output.token_texts)
         if output.prompt_tokens is not None:
             self.prompt_tokens = output.prompt_tokens
+            self.prompt_tail = output.prompt_tail
         if output.error is not None:
             self.error, self.error_kind = output.error, output.error_kind
             self.finished = True
@@ -87,8 +102,18 @@ class RequestStream:
         """Everything new since the last call, or None; the final delta carries the finish reason or error."""
         if self.drained or not (self._pieces or self._tokens or self.finished):
             return None
-        delta = StreamDelta("".join(self._pieces), self._tokens, self._finish_reason, self.error, self.error_kind)
+        delta = StreamDelta(
+            "".join(self._pieces),
+            self._tokens,
+            self._finish_reason,
+            self.error,
+            self.error_kind,
+            self._logprobs,
+            self._token_texts,
+        )
         self._pieces.clear()
         self._tokens = 0
+        if self._logprobs is not None:
+            self._logprobs, self._token_texts = [], []
         self.drained = self.finished
         return delta

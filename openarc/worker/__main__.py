@@ -39,7 +39,12 @@ def main() -> int:
             channel.send(WorkerFailed(f"{type(exc).__name__}: {exc}"))
             return 1
         channel.send(
-            WorkerReady(pid=os.getpid(), load_seconds=time.monotonic() - started, context_length=runner.context_length)
+            WorkerReady(
+                pid=os.getpid(),
+                load_seconds=time.monotonic() - started,
+                context_length=runner.context_length,
+                chat_template=runner.chat_template or runner.tokenizer.chat_template,
+            )
         )
         WorkerLoop(runner, channel, spec.max_num_seqs).run()
     except (EngineGone, BrokenPipeError, ConnectionResetError):

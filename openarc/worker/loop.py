@@ -31,6 +31,11 @@ class PreparedRequest:
     prompt_tokens: int
     config: Any
     text: TextOutput
+    prompt_tail: str | None = None
+    # Collected per step when the request asked for logprobs: the new tokens' ids and logprobs.
+    logprobs: bool = False
+    new_ids: list[int] = field(default_factory=list)
+    new_logprobs: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -76,7 +81,7 @@ class WorkerLoop:
 
     def prepare(self, request: AddRequest) -> None:
         try:
-            input_ids = self.runner.encode(request.prompt)
+            input_ids, tail = self.runner.encode(request.prompt)
             prompt_tokens = int(input_ids.get_shape()[1])
             self.runner.check_prompt(prompt_tokens)
             max_new = self.runner.max_new_tokens(prompt_tokens, request.params.max_tokens)
@@ -90,7 +95,9 @@ class WorkerLoop:
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
         text = TextOutput(request.params.stop)
-        self.waiting.append(PreparedRequest(request.rid, input_ids, prompt_tokens, config, text))
+        self.waiting.append(
+            PreparedRequest(request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs)
+        )
 
     def abort(self, rid: int) -> None:
         request = self.active.pop(rid, None)
@@ -142,23 +149,43 @@ class WorkerLoop:
         texts = [request.prepared.text for _, request, _, _ in touched]
         try:
             new_texts = decode_step(self.runner.tokenizer, texts, [done for *_, done in touched])
+            token_texts = self.token_texts([request.prepared for _, request, _, _ in touched])
         except Exception as exc:
             for rid, request, _, _ in touched:
                 self.fail(rid, request, exc)
             return
         for (rid, request, tokens, done), new_text in zip(touched, new_texts, strict=True):
-            text = request.prepared.text
+            prepared = request.prepared
+            text = prepared.text
             if text.stopped and not done:
                 request.handle.stop()
                 done = True
             output = RequestOutput(rid, text=new_text, tokens=tokens)
+            if prepared.logprobs:
+                output.logprobs, prepared.new_logprobs = prepared.new_logprobs, []
+                output.token_texts = token_texts.pop(rid, [])
+                prepared.new_ids = []
             if not request.reported_prompt:
-                output.prompt_tokens = request.prepared.prompt_tokens
+                output.prompt_tokens = prepared.prompt_tokens
+                output.prompt_tail = prepared.prompt_tail
                 request.reported_prompt = True
             if done:
                 output.finish_reason = "length" if request.finish_reason == _LENGTH and not text.stopped else "stop"
                 del self.active[rid]
             self.outputs.append(output)
+
+    def token_texts(self, requests: list[PreparedRequest]) -> dict[int, list[str]]:
+        """Each new token's own text for the requests that asked for logprobs, in one decode call for all."""
+        asking = [r for r in requests if r.logprobs and r.new_ids]
+        if not asking:
+            return {}
+        texts = self.runner.tokenizer.decode([[t] for r in asking for t in r.new_ids], skip_special_tokens=False)
+        result: dict[int, list[str]] = {}
+        start = 0
+        for r in asking:
+            result[r.rid] = texts[start : start + len(r.new_ids)]
+            start += len(r.new_ids)
+        return result
 
     def read_tokens(self, request: ActiveRequest) -> tuple[int, bool]:
         """(new token count, finished) for one request; IGNORED requests fail."""
@@ -171,6 +198,9 @@ class WorkerLoop:
         while handle.can_read():
             for generation in handle.read().values():
                 request.prepared.text.add_tokens(generation.generated_ids)
+                if request.prepared.logprobs:
+                    request.prepared.new_ids.extend(generation.generated_ids)
+                    request.prepared.new_logprobs.extend(generation.generated_log_probs)
                 tokens += len(generation.generated_ids)
                 if generation.finish_reason != _NONE:
                     request.finish_reason = generation.finish_reason

@@ -18,6 +18,8 @@ _SEED_SPACE = 2**64
 _GREEDY_TEMPERATURE = 1e-5
 # The smallest top_p / repetition_penalty that survives float32 in GenAI; smaller ones mean the same.
 _SMALLEST_POSITIVE = 1e-30
+# Enough of a rendered prompt's end to see a `<think>` opened for the model.
+_PROMPT_TAIL_CHARS = 64
 
 
 class PromptRejected(Exception):
@@ -46,9 +48,15 @@ class ModelRunner:
         scheduler = openvino_genai.SchedulerConfig()
         for key, value in spec.scheduler.items():
             setattr(scheduler, key, value)
-        self.pipeline = openvino_genai.ContinuousBatchingPipeline(
-            spec.source, scheduler, spec.device, dict(spec.properties)
-        )
+        properties = dict(spec.properties)
+        self.speculative = spec.speculative
+        if spec.speculative is not None and spec.speculative.draft_source is not None:
+            properties["draft_model"] = openvino_genai.draft_model(
+                spec.speculative.draft_source, spec.speculative.draft_device
+            )
+        elif spec.speculative is not None and spec.speculative.prompt_lookup:
+            properties["prompt_lookup"] = True
+        self.pipeline = openvino_genai.ContinuousBatchingPipeline(spec.source, scheduler, spec.device, properties)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.chat_template = spec.chat_template or ""
         self.context_length = context_length(Path(spec.source))
@@ -56,18 +64,23 @@ class ModelRunner:
         self._eos_token_id = base.eos_token_id
         self._stop_token_ids = set(base.stop_token_ids)
 
-    def encode(self, prompt: ChatPrompt | TextPrompt) -> Any:
-        """The prompt as an input_ids tensor of shape [1, n]."""
+    def encode(self, prompt: ChatPrompt | TextPrompt) -> tuple[Any, str | None]:
+        """The prompt as an input_ids tensor of shape [1, n], and the rendered chat prompt's tail if asked for."""
         if isinstance(prompt, TextPrompt):
-            return self.tokenizer.encode(prompt.text, add_special_tokens=True).input_ids
+            return self.tokenizer.encode(prompt.text, add_special_tokens=True).input_ids, None
         try:
             text = self.tokenizer.apply_chat_template(
-                prompt.messages, add_generation_prompt=True, chat_template=self.chat_template
+                prompt.messages,
+                add_generation_prompt=True,
+                chat_template=self.chat_template,
+                tools=prompt.tools,
+                extra_context=prompt.template_kwargs,
             )
         except Exception as exc:
             raise PromptRejected(f"the chat template rejected the messages: {_template_error(exc)}") from None
+        tail = text[-_PROMPT_TAIL_CHARS:] if prompt.report_tail else None
         # The template already wrote the special tokens (BOS and role markers) as text.
-        return self.tokenizer.encode(text, add_special_tokens=False).input_ids
+        return self.tokenizer.encode(text, add_special_tokens=False).input_ids, tail
 
     def check_prompt(self, prompt_tokens: int) -> None:
         if prompt_tokens == 0:
@@ -115,6 +128,19 @@ class ModelRunner:
             # Stop strings are cut from the text by TextOutput; GenAI only ends generation early.
             config.stop_strings = set(params.stop)
             config.include_stop_str_in_output = True
+        if params.json_schema is not None:
+            config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=params.json_schema)
+        if params.logprobs:
+            # GenAI reports the chosen token's logprob only when asked for at least one (greedy included).
+            config.logprobs = 1
+        speculative = self.speculative
+        if speculative is not None:
+            if speculative.num_assistant_tokens is not None:
+                config.num_assistant_tokens = speculative.num_assistant_tokens
+            if speculative.assistant_confidence_threshold is not None:
+                config.assistant_confidence_threshold = speculative.assistant_confidence_threshold
+            if speculative.max_ngram_size is not None:
+                config.max_ngram_size = speculative.max_ngram_size
         try:
             config.validate()
         except Exception as exc:
