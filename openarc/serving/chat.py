@@ -12,7 +12,7 @@ from openarc.engine.engine import Engine
 from openarc.engine.stream import StreamDelta
 from openarc.ipc import ChatPrompt
 from openarc.metrics import Metrics
-from openarc.protocol.base import Performance, Usage
+from openarc.protocol.base import FinishReason, Performance, Usage
 from openarc.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -22,39 +22,46 @@ from openarc.protocol.chat import (
     ChatCompletionRequest,
     ChatDelta,
     ChatMessage,
+    ChoiceLogprobs,
     DeveloperMessage,
+    FunctionCallDelta,
+    FunctionCallOut,
     ImageUrlPart,
     InputAudioPart,
     Message,
     SystemMessage,
-    TextFormat,
+    ToolCallDelta,
+    ToolCallOut,
     ToolMessage,
     UserMessage,
     message_text,
 )
+from openarc.serving import chat_tools
+from openarc.serving.chat_output import ChoiceOutput, OutputDelta, message_fields
 from openarc.serving.errors import invalid_request, unsupported
 from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
+from openarc.serving.logprobs import chat_logprobs
 from openarc.serving.models import resolve
+from openarc.serving.reasoning_parsers import default_reasoning_parser
 from openarc.serving.sampling import bounded_max_tokens, check_common, sampling_params
 from openarc.serving.sse import SLOT, event, template
+from openarc.serving.tool_parsers import ToolCallDelta as ParsedCallDelta
 
 
 def _check_supported(request: ChatCompletionRequest) -> None:
     check_common(request)
-    if request.logprobs:
-        raise unsupported("logprobs")
-    if request.tools:
-        raise unsupported("tools", "Tool calling is not available yet.")
-    if request.tool_choice not in (None, "none", "auto"):
-        raise unsupported("tool_choice", "Tool calling is not available yet.")
-    if request.response_format is not None and not isinstance(request.response_format, TextFormat):
-        raise unsupported("response_format", 'Only {"type": "text"} is available yet.')
     if request.modalities not in (None, ["text"]):
         raise unsupported("modalities", "Only text output is available.")
     for field in ("audio", "prediction"):
         if getattr(request, field) is not None:
             raise unsupported(field)
+
+
+def _reasoning_parser(configured: str | None, chat_template: str) -> str | None:
+    if configured == "none":
+        return None
+    return configured or default_reasoning_parser(chat_template)
 
 
 # Chat templates know no developer role: it is the system prompt under a newer name.
@@ -100,31 +107,64 @@ class ChatServing:
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
         _check_supported(request)
-        prompt = ChatPrompt(template_messages(request.messages))
+        messages = template_messages(request.messages)
+        if (request.tools or _has_tool_turns(request.messages)) and not model.chat_template:
+            # The template decides how tools are rendered: wait for a worker to report it.
+            await model.wait_for_replica()
+        tools = chat_tools.plan(request, model.chat_template, model.config.tool_parser)
+        reasoning = _reasoning_parser(model.config.reasoning_parser, model.chat_template)
+        messages, template_tools = chat_tools.render_for_template(messages, tools.template_tools, model.chat_template)
+        prompt = ChatPrompt(messages, template_tools, request.chat_template_kwargs, report_tail=reasoning is not None)
         max_tokens = bounded_max_tokens(
             request.max_completion_tokens or request.max_tokens,
             model.config.generation.max_tokens,
             model.config.max_tokens_limit,
         )
-        params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
+        params = [
+            sampling_params(request, model.config.generation, max_tokens, i, tools.json_schema, bool(request.logprobs))
+            for i in range(request.n)
+        ]
         request_id = response_id("chatcmpl")
         generation = await Generation.start(
             request_id, self.engine, model, [prompt], params, self.metrics, self.timeout
         )
+        outputs = [ChoiceOutput(tools, reasoning, stream.prompt_tail) for stream in generation.streams]
         if request.stream:
             include_usage = request.stream_options is not None and request.stream_options.include_usage
-            return self._stream(generation, request.model, include_usage)
+            return self._stream(generation, request.model, include_usage, outputs)
         try:
-            return await self._complete(generation, request.model)
+            return await self._complete(generation, request.model, outputs, bool(request.logprobs))
         finally:
             generation.close()
 
-    async def _complete(self, generation: Generation, model: str) -> ChatCompletion:
-        texts = await generation.collect()
-        choices = [
-            ChatChoice(index=i, message=ChatMessage(content=text), finish_reason=generation.finish_reasons[i])
-            for i, text in enumerate(texts)
-        ]
+    async def _complete(
+        self, generation: Generation, model: str, outputs: list[ChoiceOutput], logprobs: bool
+    ) -> ChatCompletion:
+        token_texts: list[list[str]] = [[] for _ in outputs]
+        token_logprobs: list[list[float]] = [[] for _ in outputs]
+        async for index, delta in generation.deltas():
+            if delta.error is not None:
+                raise generation.error_for(delta.error, delta.error_kind)
+            outputs[index].feed(delta.text)
+            if delta.logprobs is not None and delta.token_texts is not None:
+                token_texts[index].extend(delta.token_texts)
+                token_logprobs[index].extend(delta.logprobs)
+        choices = []
+        for i, output in enumerate(outputs):
+            output.finish()
+            calls = [
+                ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
+                for c in output.tool_calls()
+            ]
+            message = ChatMessage(**message_fields(output), tool_calls=calls or UNSET)
+            choices.append(
+                ChatChoice(
+                    index=i,
+                    message=message,
+                    finish_reason=_finish_reason(generation.finish_reasons[i], output),
+                    logprobs=chat_logprobs(token_texts[i], token_logprobs[i]) if logprobs else None,
+                )
+            )
         return ChatCompletion(
             id=generation.request_id,
             created=int(time.time()),
@@ -135,7 +175,9 @@ class ChatServing:
             performance=generation.performance(),
         )
 
-    def _stream(self, generation: Generation, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    def _stream(
+        self, generation: Generation, model: str, include_usage: bool, outputs: list[ChoiceOutput]
+    ) -> AsyncIterator[bytes]:
         created = int(time.time())
         # OpenAI: with include_usage every chunk has "usage": null; without it, no usage key at all.
         usage_field: Usage | UnsetType | None = None if include_usage else UNSET
@@ -162,11 +204,35 @@ class ChatServing:
             for i in range(len(generation.streams))
         ]
 
+        def shaped(index: int, shaped: OutputDelta, logprobs: ChoiceLogprobs | None) -> Iterator[bytes]:
+            if not shaped and logprobs is None:
+                return
+            delta = ChatDelta()
+            if shaped.reasoning:
+                delta.reasoning_content = shaped.reasoning
+            if shaped.content or (logprobs is not None and not shaped):
+                delta.content = shaped.content
+            if shaped.calls:
+                delta.tool_calls = [_call_delta(call) for call in shaped.calls]
+            yield chunk([ChatChunkChoice(index=index, delta=delta, logprobs=logprobs)])
+
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
-            if delta.text:
-                yield content[index](delta.text)
+            output = outputs[index]
+            logprobs = (
+                chat_logprobs(delta.token_texts, delta.logprobs)
+                if delta.logprobs is not None and delta.token_texts is not None and delta.logprobs
+                else None
+            )
+            if output.plain and logprobs is None:
+                if delta.text:
+                    yield content[index](delta.text)
+            else:
+                yield from shaped(index, output.feed(delta.text), logprobs)
             if delta.finish_reason is not None:
-                choice = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=delta.finish_reason)
+                if not output.plain:
+                    yield from shaped(index, output.finish(), None)
+                reason = _finish_reason(delta.finish_reason, output)
+                choice = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=reason)
                 yield chunk([choice], performance=closing())
 
         opening = (
@@ -177,3 +243,20 @@ class ChatServing:
         usage_event = (lambda usage: chunk([], usage, generation.performance())) if include_usage else None
         closing = (lambda: UNSET) if include_usage else generation.last_finish_performance
         return generation.events(opening, render, usage_event)
+
+
+def _has_tool_turns(messages: list[Message]) -> bool:
+    return any(isinstance(m, ToolMessage) or (isinstance(m, AssistantMessage) and m.tool_calls) for m in messages)
+
+
+def _finish_reason(reason: FinishReason | None, output: ChoiceOutput) -> FinishReason | None:
+    # A call ends the turn: the client must run it, whatever stopped the text.
+    return "tool_calls" if output.called and reason == "stop" else reason
+
+
+def _call_delta(call: ParsedCallDelta) -> ToolCallDelta:
+    if call.id is not None and call.name is not None:
+        return ToolCallDelta(
+            index=call.index, id=call.id, type="function", function=FunctionCallDelta(name=call.name, arguments="")
+        )
+    return ToolCallDelta(index=call.index, function=FunctionCallDelta(arguments=call.arguments))

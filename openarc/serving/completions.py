@@ -16,6 +16,7 @@ from openarc.protocol.completions import Completion, CompletionChoice, Completio
 from openarc.serving.errors import invalid_request, unsupported
 from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
+from openarc.serving.logprobs import completion_logprobs
 from openarc.serving.models import resolve
 from openarc.serving.sampling import bounded_max_tokens, check_common, sampling_params
 from openarc.serving.sse import SLOT, event, template
@@ -25,8 +26,8 @@ def _check_supported(request: CompletionRequest) -> None:
     check_common(request)
     if request.suffix:
         raise unsupported("suffix")
-    if request.logprobs is not None:
-        raise unsupported("logprobs")
+    if request.logprobs:
+        raise unsupported("logprobs", "Only `logprobs: 0` (the chosen tokens' logprobs, no alternatives) is available.")
     if request.best_of is not None and request.best_of != request.n:
         raise invalid_request("`best_of` other than `n` is not supported by this server.", "best_of")
 
@@ -44,7 +45,9 @@ class CompletionServing:
         max_tokens = bounded_max_tokens(
             request.max_tokens, model.config.generation.max_tokens, model.config.max_tokens_limit
         )
-        params = [sampling_params(request, model.config.generation, max_tokens, i) for i in range(request.n)]
+        logprobs = request.logprobs is not None
+        defaults = model.config.generation
+        params = [sampling_params(request, defaults, max_tokens, i, logprobs=logprobs) for i in range(request.n)]
         request_id = response_id("cmpl")
         generation = await Generation.start(
             request_id, self.engine, model, [TextPrompt(t) for t in texts], params, self.metrics, self.timeout
@@ -53,17 +56,31 @@ class CompletionServing:
         echoes = [texts[i // request.n] if request.echo else "" for i in range(len(generation.streams))]
         if request.stream:
             include_usage = request.stream_options is not None and request.stream_options.include_usage
-            return self._stream(generation, request.model, echoes, include_usage)
+            return self._stream(generation, request.model, echoes, include_usage, logprobs)
         try:
-            return await self._complete(generation, request.model, echoes)
+            return await self._complete(generation, request.model, echoes, logprobs)
         finally:
             generation.close()
 
-    async def _complete(self, generation: Generation, model: str, echoes: list[str]) -> Completion:
-        texts = await generation.collect(echoes)
+    async def _complete(self, generation: Generation, model: str, echoes: list[str], logprobs: bool) -> Completion:
+        texts = [[echo] for echo in echoes]
+        token_texts: list[list[str]] = [[] for _ in echoes]
+        token_logprobs: list[list[float]] = [[] for _ in echoes]
+        async for index, delta in generation.deltas():
+            if delta.error is not None:
+                raise generation.error_for(delta.error, delta.error_kind)
+            texts[index].append(delta.text)
+            if delta.logprobs is not None and delta.token_texts is not None:
+                token_texts[index].extend(delta.token_texts)
+                token_logprobs[index].extend(delta.logprobs)
         choices = [
-            CompletionChoice(index=i, text=text, finish_reason=generation.finish_reasons[i])
-            for i, text in enumerate(texts)
+            CompletionChoice(
+                index=i,
+                text="".join(parts),
+                finish_reason=generation.finish_reasons[i],
+                logprobs=completion_logprobs(token_texts[i], token_logprobs[i], len(echoes[i])) if logprobs else None,
+            )
+            for i, parts in enumerate(texts)
         ]
         return Completion(
             id=generation.request_id,
@@ -76,7 +93,7 @@ class CompletionServing:
         )
 
     def _stream(
-        self, generation: Generation, model: str, echoes: list[str], include_usage: bool
+        self, generation: Generation, model: str, echoes: list[str], include_usage: bool, logprobs: bool
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
         usage_field: Usage | UnsetType | None = None if include_usage else UNSET
@@ -103,10 +120,19 @@ class CompletionServing:
             for i in range(len(generation.streams))
         ]
 
+        # Where the next token starts in each choice's text (the echoed prompt comes first).
+        offsets = [len(echo) for echo in echoes]
+
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
-            if delta.finish_reason is not None:
-                choice = CompletionChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)
-                yield chunk([choice], performance=closing())
+            token_logprobs = None
+            if logprobs and delta.logprobs is not None and delta.token_texts is not None:
+                token_logprobs = completion_logprobs(delta.token_texts, delta.logprobs, offsets[index])
+                offsets[index] += sum(len(text) for text in delta.token_texts)
+            if delta.finish_reason is not None or token_logprobs is not None:
+                choice = CompletionChoice(
+                    index=index, text=delta.text, finish_reason=delta.finish_reason, logprobs=token_logprobs
+                )
+                yield chunk([choice], performance=closing() if delta.finish_reason is not None else UNSET)
             elif delta.text:
                 yield text_chunk[index](delta.text)
 

@@ -39,7 +39,12 @@ def bounded_max_tokens(requested: int | None, default: int | None, limit: int | 
 
 
 def sampling_params(
-    request: SamplingRequest, defaults: GenerationDefaults, max_tokens: int | None, seed_offset: int = 0
+    request: SamplingRequest,
+    defaults: GenerationDefaults,
+    max_tokens: int | None,
+    seed_offset: int = 0,
+    json_schema: str | None = None,
+    logprobs: bool = False,
 ) -> SamplingParams:
     """`seed_offset` gives each of n choices its own, still reproducible, random stream."""
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
@@ -57,4 +62,6 @@ def sampling_params(
         frequency_penalty=_pick(request.frequency_penalty, defaults.frequency_penalty, 0.0),
         repetition_penalty=_pick(request.repetition_penalty, defaults.repetition_penalty, 1.0),
         ignore_eos=request.ignore_eos,
+        json_schema=json_schema,
+        logprobs=logprobs,
     )
