@@ -62,6 +62,8 @@ class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     json_schema: str | None = None
     # Report each generated token's logprob and text.
     logprobs: bool = False
+    # Decode special tokens into the text (but never the end-of-sequence ones): tool-call markers can be special.
+    keep_special_tokens: bool = False
 
 
 class ChatPrompt(msgspec.Struct, tag="chat"):

@@ -73,3 +73,12 @@ def test_one_decode_serves_many_requests_and_skips_special_tokens(tokenizer: ope
         for i, piece in enumerate(decode_step(tokenizer, outputs, finals)):
             released[i] += piece
     assert released == texts
+
+
+def test_outputs_that_keep_special_tokens_share_the_step(tokenizer: openvino_genai.Tokenizer) -> None:
+    # <|im_start|> stands for a tool-call marker that is a special token ([TOOL_CALLS], <|python_tag|>).
+    marked = ids(tokenizer, "<|im_start|>") + ids(tokenizer, " call")
+    plain, keeping = TextOutput([]), TextOutput([], keep_special_tokens=True)
+    for output in (plain, keeping):
+        output.add_tokens(marked)
+    assert decode_step(tokenizer, [plain, keeping], [True, True]) == [" call", "<|im_start|> call"]

@@ -9,6 +9,7 @@ from typing import Any
 from msgspec import UNSET, UnsetType
 
 from openarc.engine.engine import Engine
+from openarc.engine.errors import ModelUnavailable
 from openarc.engine.stream import StreamDelta
 from openarc.ipc import ChatPrompt
 from openarc.metrics import Metrics
@@ -38,7 +39,7 @@ from openarc.protocol.chat import (
 )
 from openarc.serving import chat_tools
 from openarc.serving.chat_output import ChoiceOutput, OutputDelta, message_fields
-from openarc.serving.errors import invalid_request, unsupported
+from openarc.serving.errors import invalid_request, unavailable, unsupported
 from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.logprobs import chat_logprobs
@@ -56,6 +57,10 @@ def _check_supported(request: ChatCompletionRequest) -> None:
     for field in ("audio", "prediction"):
         if getattr(request, field) is not None:
             raise unsupported(field)
+
+
+# Their call markers ([TOOL_CALLS], <|python_tag|>) are special tokens in the models' own tokenizers.
+_SPECIAL_MARKER_PARSERS = ("mistral", "llama3_json")
 
 
 def _reasoning_parser(configured: str | None, chat_template: str) -> str | None:
@@ -110,7 +115,10 @@ class ChatServing:
         messages = template_messages(request.messages)
         if (request.tools or _has_tool_turns(request.messages)) and not model.chat_template:
             # The template decides how tools are rendered: wait for a worker to report it.
-            await model.wait_for_replica()
+            try:
+                await model.wait_for_replica()
+            except ModelUnavailable as exc:
+                raise unavailable(str(exc)) from None
         tools = chat_tools.plan(request, model.chat_template, model.config.tool_parser)
         reasoning = _reasoning_parser(model.config.reasoning_parser, model.chat_template)
         messages, template_tools = chat_tools.render_for_template(messages, tools.template_tools, model.chat_template)
@@ -124,6 +132,9 @@ class ChatServing:
             sampling_params(request, model.config.generation, max_tokens, i, tools.json_schema, bool(request.logprobs))
             for i in range(request.n)
         ]
+        if tools.mode == "auto" and tools.parser in _SPECIAL_MARKER_PARSERS:
+            for choice_params in params:
+                choice_params.keep_special_tokens = True
         request_id = response_id("chatcmpl")
         generation = await Generation.start(
             request_id, self.engine, model, [prompt], params, self.metrics, self.timeout

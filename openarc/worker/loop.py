@@ -94,7 +94,7 @@ class WorkerLoop:
             log.exception("could not prepare request %d", request.rid)
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
-        text = TextOutput(request.params.stop)
+        text = TextOutput(request.params.stop, request.params.keep_special_tokens)
         self.waiting.append(
             PreparedRequest(request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs)
         )
@@ -197,7 +197,11 @@ class WorkerLoop:
         # read() blocks, holding the GIL, when nothing is queued: only read what can_read() promises.
         while handle.can_read():
             for generation in handle.read().values():
-                request.prepared.text.add_tokens(generation.generated_ids)
+                text = request.prepared.text
+                if text.keep_special_tokens:
+                    text.add_tokens([t for t in generation.generated_ids if t not in self.runner.end_token_ids])
+                else:
+                    text.add_tokens(generation.generated_ids)
                 if request.prepared.logprobs:
                     request.prepared.new_ids.extend(generation.generated_ids)
                     request.prepared.new_logprobs.extend(generation.generated_log_probs)

@@ -63,6 +63,8 @@ class ModelRunner:
         base = self.pipeline.get_config()
         self._eos_token_id = base.eos_token_id
         self._stop_token_ids = set(base.stop_token_ids)
+        # Tokens that end a sequence: GenAI reports them among the generated ids, and they are never text.
+        self.end_token_ids = frozenset({self._eos_token_id, *self._stop_token_ids})
 
     def encode(self, prompt: ChatPrompt | TextPrompt) -> tuple[Any, str | None]:
         """The prompt as an input_ids tensor of shape [1, n], and the rendered chat prompt's tail if asked for."""

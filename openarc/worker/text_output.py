@@ -20,7 +20,9 @@ _INCOMPLETE = "\ufffd"
 
 
 class TextOutput:
-    def __init__(self, stop: Sequence[str]) -> None:
+    def __init__(self, stop: Sequence[str], keep_special_tokens: bool = False) -> None:
+        # Kept for tool parsers whose markers are special tokens ([TOOL_CALLS], <|python_tag|>).
+        self.keep_special_tokens = keep_special_tokens
         self.tokens: list[int] = []
         self._prefix_offset = 0
         self._read_offset = 0
@@ -66,12 +68,18 @@ class TextOutput:
 
 
 def decode_step(tokenizer: Any, outputs: Sequence[TextOutput], finals: Sequence[bool]) -> list[str]:
-    """The new text of every output, with one batched decode for all of them."""
-    batch: list[list[int]] = []
+    """The new text of every output, with one batched decode for all that skip special tokens."""
+    windows: dict[bool, list[list[int]]] = {False: [], True: []}
     for output in outputs:
-        batch.extend(output.windows())
-    texts = tokenizer.decode(batch, skip_special_tokens=True) if batch else []
-    return [
-        output.advance(texts[2 * i], texts[2 * i + 1], final)
-        for i, (output, final) in enumerate(zip(outputs, finals, strict=True))
-    ]
+        windows[output.keep_special_tokens].extend(output.windows())
+    texts = {
+        False: iter(tokenizer.decode(windows[False], skip_special_tokens=True) if windows[False] else []),
+        # One call per window: a batched decode pads short windows, and the padding shows once specials are kept.
+        True: iter([tokenizer.decode(w, skip_special_tokens=False) if w else "" for w in windows[True]]),
+    }
+    results = []
+    for output, final in zip(outputs, finals, strict=True):
+        decoded = texts[output.keep_special_tokens]
+        with_new, without_new = next(decoded), next(decoded)
+        results.append(output.advance(with_new, without_new, final))
+    return results

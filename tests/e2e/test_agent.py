@@ -45,6 +45,7 @@ PERSON_SCHEMA: dict[str, Any] = {
 }
 # Qwen3's switch: the prompt opens <think> unless the caller turns thinking off.
 THINK_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}"
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n"
     "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n"
@@ -59,7 +60,13 @@ def agents(smollm2_gguf: Path, smollm2_ir: Path, tmp_path_factory: pytest.TempPa
         {"id": "smollm2", "source": str(smollm2_gguf)},
         {"id": "smollm2-draft", "source": str(smollm2_ir), "speculative": {"draft": str(smollm2_ir)}},
         {"id": "smollm2-lookup", "source": str(smollm2_gguf), "speculative": {"prompt_lookup": True}},
-        {"id": "smollm2-think", "source": str(smollm2_gguf), "chat_template": THINK_TEMPLATE},
+        # Its template renders tools itself, so the configured parser reads them (keeping special tokens).
+        {
+            "id": "smollm2-think",
+            "source": str(smollm2_gguf),
+            "chat_template": THINK_TEMPLATE,
+            "tool_parser": "llama3_json",
+        },
     ]
     with run_server(write_config(tmp / "config.yaml", models), tmp) as server:
         yield server
@@ -336,3 +343,18 @@ def test_reasoning_is_split_and_chat_template_kwargs_reach_the_template(agents: 
     with agents.http() as http:
         plain = http.post("/v1/chat/completions", json={"model": "smollm2", "messages": ASK, "max_tokens": 5}).json()
     assert "reasoning_content" not in plain["choices"][0]["message"]
+
+
+def test_special_token_markers_are_kept_but_never_the_end_of_sequence(agents: Server) -> None:
+    client = agents.client()
+    messages: Any = [{"role": "user", "content": "Say hello."}]
+    kwargs: Any = {"model": "smollm2-think", "messages": messages, "tools": [WEATHER_TOOL], "temperature": 0}
+    response = client.chat.completions.create(**kwargs, max_tokens=400)
+    message: Any = response.choices[0].message
+    assert response.choices[0].finish_reason in ("stop", "tool_calls")
+    text = (message.reasoning_content or "") + (message.content or "")
+    assert text and "<|im_end|>" not in text
+    # The tools reached the template: its rendering is longer than without them.
+    without = client.chat.completions.create(model="smollm2-think", messages=messages, max_tokens=1)
+    assert response.usage is not None and without.usage is not None
+    assert response.usage.prompt_tokens > without.usage.prompt_tokens + 20
