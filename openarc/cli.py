@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from openarc.server import serve
 
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, Path(args.config)))
     except OSError as exc:
         print(f"openarc: cannot serve on {config.server.host}:{config.server.port}: {exc}", file=sys.stderr)
         return 1

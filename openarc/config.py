@@ -109,11 +109,35 @@ class ModelConfig(ConfigStruct):
     # How reasoning is split from the answer; unset: `think` if the chat template knows <think>, "none": never.
     reasoning_parser: Literal["think", "none"] | None = None
     speculative: SpeculativeConfig | None = None
+    # Unload the model's workers after this long without requests ("30s", "5m", "2h", seconds, or "forever").
+    keep_alive: str | Annotated[float, Meta(gt=0)] = "forever"
+    # A request for an idle-unloaded model waits while it reloads, or (refuse) gets 503 + Retry-After at once.
+    idle_reload: Literal["wait", "refuse"] = "wait"
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        return parse_duration(self.keep_alive)
 
 
 class Config(ConfigStruct):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     models: list[ModelConfig] = []
+
+
+_DURATION = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float) -> float | None:
+    """Seconds in "30s", "5m", "2h", "1d", a number of seconds, or None for "forever"; ValueError otherwise."""
+    if isinstance(value, int | float):
+        return float(value)
+    if value.strip().lower() in ("forever", "never", "-1"):
+        return None
+    match = _DURATION.match(value)
+    if match is None or float(match["value"]) <= 0:
+        raise ValueError(f"expected a duration like 30s, 5m or 2h, or forever; got {value!r}")
+    return float(match["value"]) * _UNIT_SECONDS[match["unit"] or "s"]
 
 
 class ConfigError(Exception):
@@ -148,8 +172,8 @@ def _resolve_chat_template(value: str, base: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def _check_model(model: ModelConfig, index: int, base: Path, available: Sequence[str]) -> list[str]:
-    where = f"$.models[{index}]"
+def check_model(model: ModelConfig, where: str, base: Path, available: Sequence[str]) -> list[str]:
+    """What is wrong with one models entry (`where` is its key path), resolving its paths against `base`."""
     problems = []
     source = base / Path(model.source).expanduser()
     if not source.exists():
@@ -170,6 +194,10 @@ def _check_model(model: ModelConfig, index: int, base: Path, available: Sequence
             problems.append(f"{where}.chat_template: not a Jinja template and no such file: {model.chat_template}")
         else:
             model.chat_template = template
+    try:
+        parse_duration(model.keep_alive)
+    except ValueError as exc:
+        problems.append(f"{where}.keep_alive: {exc}")
     if model.speculative is not None:
         problems.extend(_check_speculative(model.speculative, f"{where}.speculative", base, available))
     return problems
@@ -232,7 +260,7 @@ def parse_config(text: str | bytes, path: Path, devices: Callable[[], Sequence[s
     try:
         config = msgspec.yaml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {_with_path(str(exc))}") from None
+        raise ConfigError(f"{path}: {with_path(str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     base = path.resolve().parent
@@ -245,7 +273,7 @@ def parse_config(text: str | bytes, path: Path, devices: Callable[[], Sequence[s
         if model.id in seen:
             problems.append(f"$.models[{index}].id: duplicate model id {model.id!r}")
         seen.add(model.id)
-        problems.extend(_check_model(model, index, base, available))
+        problems.extend(check_model(model, f"$.models[{index}]", base, available))
     if problems:
         raise ConfigError("\n".join(f"{path}: {problem}" for problem in problems))
     return config
@@ -262,7 +290,7 @@ def load_config(path: Path, devices: Callable[[], Sequence[str]] = available_dev
 _AT_PATH = re.compile(r"^(?P<what>.*) - at `(?P<path>[^`]*)`$")
 
 
-def _with_path(message: str) -> str:
+def with_path(message: str) -> str:
     """msgspec says 'what - at `$.path`'; lead with the path, as every other config error does."""
     match = _AT_PATH.match(message)
     if match:

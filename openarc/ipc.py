@@ -131,6 +131,9 @@ class WorkerReady(msgspec.Struct, tag="ready", kw_only=True):
     context_length: int | None
     # The chat template in use (the model's own, or the configured one).
     chat_template: str = ""
+    # Tokenizer facts (vocabulary size, special tokens) and the model's own generation defaults, for model info.
+    tokenizer: dict[str, Any] = {}
+    generation_defaults: dict[str, Any] = {}
 
 
 class WorkerFailed(msgspec.Struct, tag="failed"):

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import signal
+from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
@@ -14,6 +15,7 @@ from hypercorn.config import Config as HypercornConfig
 from openarc.api.app import build_app
 from openarc.config import Config
 from openarc.engine.engine import Engine
+from openarc.serving.lifecycle import reload_or_report
 
 log = logging.getLogger("openarc")
 API_KEY_ENV = "OPENARC_API_KEY"
@@ -42,10 +44,10 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, config_path: Path | None = None) -> None:
     engine = Engine(config.models, config.server.log_level, config.server.model_cache_dir)
     keys, admins = api_keys(config), admin_keys(config)
-    app = build_app(engine, config.server, keys, admins)
+    app = build_app(engine, config.server, keys, admins, config_path)
     if keys:
         log.info("API keys required (fingerprints: %s)", ", ".join(key_fingerprint(k) for k in keys))
     else:
@@ -74,6 +76,18 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, begin_drain, sig.name)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        if config_path is None:
+            log.warning("SIGHUP received, but the daemon was started without a config file: nothing to reload")
+            return
+        log.info("SIGHUP received: reloading %s", config_path)
+        task = asyncio.create_task(reload_or_report(engine, config_path, config.server.drain_timeout))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
 
     engine.start()
     app.state.loop_lag.start()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from openarc.api import health, management, metrics, openai, openapi
+from openarc.api import health, lifecycle, management, metrics, openai, openapi
 from openarc.api.auth import OPEN_PATHS, APIKeyMiddleware
 from openarc.api.body_limit import BodyLimitMiddleware
 from openarc.api.errors import UnexpectedErrorMiddleware, api_error, http_error
@@ -23,13 +24,24 @@ from openarc.serving.errors import APIError
 
 
 def build_app(
-    engine: Engine, server: ServerConfig, api_keys: Sequence[str] = (), admin_keys: Sequence[str] = ()
+    engine: Engine,
+    server: ServerConfig,
+    api_keys: Sequence[str] = (),
+    admin_keys: Sequence[str] = (),
+    config_path: Path | None = None,
 ) -> Starlette:
     observed = Metrics()
     observed.watch(engine)
     open_paths = OPEN_PATHS if server.metrics_require_key else OPEN_PATHS | {"/metrics"}
     app = Starlette(
-        routes=[*openai.routes, *health.routes, *management.routes, *metrics.routes, *openapi.routes],
+        routes=[
+            *openai.routes,
+            *health.routes,
+            *management.routes,
+            *lifecycle.routes,
+            *metrics.routes,
+            *openapi.routes,
+        ],
         # Outermost first: the counter also sees the 500s the error middleware produces; CORS answers preflights
         # before the key check (browsers send no key with them) and adds its headers to error responses too.
         middleware=[
@@ -42,6 +54,9 @@ def build_app(
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.engine = engine
+    app.state.server = server
+    # The YAML file POST /openarc/config/reload and SIGHUP read again (None: nothing to reload).
+    app.state.config_path = config_path
     app.state.metrics = observed
     app.state.chat = ChatServing(engine, observed, server.request_timeout)
     app.state.completions = CompletionServing(engine, observed, server.request_timeout)

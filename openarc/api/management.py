@@ -14,9 +14,8 @@ from openarc.api.responses import json_response
 from openarc.engine.engine import Engine, ServedModel
 
 
-def _model_status(model: ServedModel) -> dict[str, Any]:
-    states = {r.state.value for r in model.replicas}
-    status = "ready" if states == {"ready"} else "failed" if states == {"failed"} else "loading"
+def model_status(model: ServedModel) -> dict[str, Any]:
+    status = model.status
     return {
         "id": model.id,
         "status": status,
@@ -87,7 +86,7 @@ def _rss_bytes() -> int | None:
 
 async def list_models(request: Request) -> Response:
     engine: Engine = request.app.state.engine
-    return json_response({"object": "list", "data": [_model_status(m) for m in engine.models.values()]})
+    return json_response({"object": "list", "data": [model_status(m) for m in engine.models.values()]})
 
 
 routes = [

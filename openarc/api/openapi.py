@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openarc import __version__
+from openarc.config import ModelConfig
 from openarc.engine.replica import ReplicaState
 from openarc.protocol import base
 from openarc.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -28,6 +29,7 @@ _STRUCTS = (
     ModelCard,
     ModelList,
     base.ErrorResponse,
+    ModelConfig,
 )
 
 # Error responses: the OpenAI error object, under the name each status gets in `components.responses`.
@@ -35,7 +37,8 @@ _ERRORS = {
     "400": ("BadRequest", "The body is not valid, or asks for something this server or model does not support."),
     "401": ("Unauthorized", "The API key is missing or wrong."),
     "403": ("Forbidden", "An API key was sent where an admin key is needed."),
-    "404": ("NotFound", "No model of that id is served here."),
+    "404": ("NotFound", "No model (or device) of that name is served here."),
+    "409": ("Conflict", "A model with that id is already served."),
     "413": ("PayloadTooLarge", "The body is larger than server.max_request_bytes."),
     "429": ("TooManyRequests", "The model's queue is full; retry after the Retry-After seconds."),
     "503": ("ServiceUnavailable", "The model is not available (loading, restarting or failed), or its engine failed."),
@@ -92,13 +95,52 @@ _MODEL_STATUS: Schema = {
     "type": "object",
     "properties": {
         "id": {"type": "string"},
-        "status": {"enum": ["ready", "loading", "failed"]},
+        "status": {"enum": ["ready", "loading", "failed", "unloaded"]},
         "task": {"type": "string"},
         "source": {"type": "string"},
         "context_length": _NULLABLE_INT,
+        "speculative_decoding": {"type": ["object", "null"]},
         "replicas": {"type": "array", "items": _REPLICA},
     },
-    "required": ["id", "status", "task", "source", "context_length", "replicas"],
+    "required": ["id", "status", "task", "source", "context_length", "speculative_decoding", "replicas"],
+}
+_UNLOADED: Schema = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "status": {"const": "unloaded"}},
+    "required": ["id", "status"],
+}
+_MODEL_INFO: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string"},
+        "source": {"type": "string"},
+        "architecture": {"type": "object"},
+        "context_length": _NULLABLE_INT,
+        "tokenizer": {"type": ["object", "null"]},
+        "generation_defaults": {"type": "object"},
+    },
+    "required": ["id", "status", "source", "architecture", "context_length", "tokenizer", "generation_defaults"],
+}
+_RELOAD: Schema = {
+    "type": "object",
+    "properties": {
+        key: {"type": "array", "items": {"type": "string"}} for key in ("added", "removed", "changed", "unchanged")
+    },
+    "required": ["added", "removed", "changed", "unchanged"],
+}
+_DEVICE_LIST: Schema = {
+    "type": "object",
+    "properties": {
+        "object": {"const": "list"},
+        "data": {"type": "array", "items": {"type": "object", "required": ["name"]}},
+    },
+    "required": ["object", "data"],
+}
+_DEVICE: Schema = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "properties": {"type": "object"}},
+    "required": ["name", "properties"],
 }
 _MODEL_STATUS_LIST: Schema = {
     "type": "object",
@@ -157,8 +199,9 @@ def _operation(
     security: list[Schema] | None = None,
     parameters: list[Schema] | None = None,
     extra: dict[str, Schema] | None = None,
+    status: str = "200",
 ) -> Schema:
-    responses: dict[str, Schema] = {"200": {"description": "OK", "content": ok}}
+    responses: dict[str, Schema] = {status: {"description": "OK", "content": ok}}
     responses.update(extra or {})
     responses.update({status: {"$ref": f"#/components/responses/{_ERRORS[status][0]}"} for status in errors})
     operation: Schema = {"summary": summary, "responses": responses}
@@ -185,6 +228,13 @@ def _paths() -> Schema:
         "description": "`1` or `true` clears the event-loop lag samples after reading them; other values are ignored.",
         "schema": {"type": "string"},
     }
+    drain = {
+        "name": "drain",
+        "in": "query",
+        "description": "`true` waits (up to server.drain_timeout) for running requests; else they fail at once.",
+        "schema": {"enum": ["true", "false", "1", "0"]},
+    }
+    device = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     not_ready = {"description": "A model is loading or failed, or the server is draining.", "content": _json(_READY)}
     return {
         "/v1/chat/completions": {
@@ -217,7 +267,46 @@ def _paths() -> Schema:
             )
         },
         "/openarc/models": {
-            "get": _operation("Each model's replicas and their counters.", _json(_MODEL_STATUS_LIST), ("401", "403"))
+            "get": _operation("Each model's replicas and their counters.", _json(_MODEL_STATUS_LIST), ("401", "403")),
+            "post": _operation(
+                "Load a model from a spec shaped like a config `models` entry; it loads in the background.",
+                _json(_MODEL_STATUS),
+                ("400", "401", "403", "409", "413"),
+                body="ModelConfig",
+                status="202",
+            ),
+        },
+        "/openarc/models/{model_id}": {
+            "delete": _operation(
+                "Unload a model: its workers exit. `drain=true` lets running requests finish first.",
+                _json(_UNLOADED),
+                ("400", "401", "403", "404"),
+                parameters=[model_id, drain],
+            )
+        },
+        "/openarc/models/{model_id}/info": {
+            "get": _operation(
+                "Architecture metadata, tokenizer facts, context length and generation defaults of a model.",
+                _json(_MODEL_INFO),
+                ("401", "403", "404"),
+                parameters=[model_id],
+            )
+        },
+        "/openarc/config/reload": {
+            "post": _operation(
+                "Re-read the YAML config and apply its `models`: new ones load, missing ones unload, changed ones "
+                "are replaced, the rest are untouched. An invalid file changes nothing.",
+                _json(_RELOAD),
+                ("400", "401", "403"),
+            )
+        },
+        "/openarc/devices": {
+            "get": _operation("The OpenVINO devices of this machine.", _json(_DEVICE_LIST), ("401", "403"))
+        },
+        "/openarc/devices/{name}": {
+            "get": _operation(
+                "Every property of one OpenVINO device.", _json(_DEVICE), ("401", "403", "404"), parameters=[device]
+            )
         },
         "/openarc/runtime": {
             "get": _operation(

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from openarc.config import ModelConfig, SpeculativeConfig
-from openarc.engine.errors import ModelUnavailable, Overloaded, TooLarge
+from openarc.engine.errors import ModelExists, ModelUnavailable, Overloaded, Reloading, TooLarge
 from openarc.engine.replica import Replica, ReplicaState
 from openarc.engine.router import Router
 from openarc.engine.stream import RequestStream
 from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, Speculative, TextPrompt
+
+log = logging.getLogger("openarc.engine")
+# How often idle models are looked for: keep_alive is honoured to within this.
+IDLE_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -22,6 +28,9 @@ class ServedModel:
     replicas: list[Replica]
     created: int = field(default_factory=lambda: int(time.time()))
     router: Router = field(default_factory=Router)
+    # Idle unload (keep_alive): the workers are gone until the next request reloads them.
+    unloaded: bool = False
+    last_used: float = field(default_factory=time.monotonic)
 
     @property
     def id(self) -> str:
@@ -30,6 +39,16 @@ class ServedModel:
     @property
     def ready(self) -> bool:
         return all(r.state is ReplicaState.READY for r in self.replicas)
+
+    @property
+    def status(self) -> str:
+        """unloaded (idle), ready, failed (every replica), or loading (anything else: loading, restarting)."""
+        if self.unloaded:
+            return "unloaded"
+        states = {r.state for r in self.replicas}
+        if states == {ReplicaState.READY}:
+            return "ready"
+        return "failed" if states == {ReplicaState.FAILED} else "loading"
 
     @property
     def context_length(self) -> int | None:
@@ -110,31 +129,86 @@ class Engine:
         self, models: Sequence[ModelConfig], log_level: str = "info", model_cache_dir: str | None = None
     ) -> None:
         self.log_level = log_level
+        self.model_cache_dir = model_cache_dir
         self.models: dict[str, ServedModel] = {}
         for model in models:
-            replicas = [
-                Replica(f"{model.id}/{device}#{i}", _load_spec(model, device, model_cache_dir), log_level)
-                for i, device in enumerate(model.devices)
-            ]
-            self.models[model.id] = ServedModel(model, replicas)
+            self.models[model.id] = ServedModel(model, self._replicas(model))
         # One counter for all workers: GenAI request ids must never repeat while live.
         self._rids = itertools.count()
+        self._reaper: asyncio.Task[None] | None = None
+
+    def _replicas(self, model: ModelConfig) -> list[Replica]:
+        return [
+            Replica(f"{model.id}/{device}#{i}", _load_spec(model, device, self.model_cache_dir), self.log_level)
+            for i, device in enumerate(model.devices)
+        ]
 
     def start(self) -> None:
         """Spawn every worker; models load in the background while the HTTP server answers."""
         for model in self.models.values():
             for replica in model.replicas:
                 replica.start()
+        self._reaper = asyncio.create_task(self._unload_idle_models(), name="idle unload")
 
     async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         await asyncio.gather(*(r.stop() for m in self.models.values() for r in m.replicas))
 
     @property
     def ready(self) -> bool:
-        return all(model.ready for model in self.models.values())
+        # A model unloaded for idleness is ready in the sense that counts: its next request reloads it.
+        return all(model.ready or model.unloaded for model in self.models.values())
 
     def get(self, model_id: str) -> ServedModel | None:
         return self.models.get(model_id)
+
+    def load(self, config: ModelConfig) -> ServedModel:
+        """Serve a new model; its workers load in the background while the others keep serving."""
+        if config.id in self.models:
+            raise ModelExists(f"a model with id {config.id!r} is already served")
+        model = ServedModel(config, self._replicas(config))
+        self.models[config.id] = model
+        for replica in model.replicas:
+            replica.start()
+        log.info("model %s: loading on %s", config.id, ", ".join(config.devices))
+        return model
+
+    async def unload(self, model_id: str, drain: bool = False, drain_timeout: float | None = None) -> ServedModel:
+        """Stop serving a model and end its workers. With `drain`, running requests get up to `drain_timeout` to
+        finish; the rest fail with a clear error."""
+        model = self.models.pop(model_id)
+        if drain:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(replica.idle.wait() for replica in model.replicas)), drain_timeout
+                )
+        for replica in model.replicas:
+            replica.fail_streams(f"model {model_id!r} was unloaded")
+        await asyncio.gather(*(replica.stop() for replica in model.replicas))
+        log.info("model %s: unloaded", model_id)
+        return model
+
+    async def _unload_idle_models(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_CHECK_SECONDS)
+            now = time.monotonic()
+            for model in list(self.models.values()):
+                keep_alive = model.config.keep_alive_seconds
+                if model.outstanding or model.unloaded:
+                    model.last_used = now
+                elif keep_alive is not None and model.ready and now - model.last_used >= keep_alive:
+                    model.unloaded = True
+                    log.info("model %s: unloading after %.0fs idle (keep_alive)", model.id, now - model.last_used)
+                    await asyncio.gather(*(replica.stop() for replica in model.replicas))
+
+    def _reload(self, model: ServedModel) -> None:
+        log.info("model %s: reloading for a request", model.id)
+        model.replicas = self._replicas(model.config)
+        model.unloaded = False
+        model.last_used = time.monotonic()
+        for replica in model.replicas:
+            replica.start()
 
     async def submit(
         self,
@@ -143,6 +217,11 @@ class Engine:
         params: Sequence[SamplingParams],
     ) -> tuple[list[RequestStream], asyncio.Event]:
         """Start one engine request per (prompt, params) pair; they share one wake-up event."""
+        model.last_used = time.monotonic()
+        if model.unloaded:
+            self._reload(model)
+            if model.config.idle_reload == "refuse":
+                raise Reloading(f"model {model.id!r} was unloaded after idling and is loading again; retry shortly")
         if len(prompts) > model.capacity:
             raise TooLarge(
                 f"this request needs {len(prompts)} sequences (prompts times n), but model {model.id!r} "

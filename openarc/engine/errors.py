@@ -23,3 +23,11 @@ class Overloaded(EngineError):
 
 class TooLarge(EngineError):
     """The request needs more sequences at once than the model can ever hold: retrying cannot help."""
+
+
+class ModelExists(EngineError):
+    """A model with this id is already served."""
+
+
+class Reloading(EngineError):
+    """The model was unloaded for idleness and is loading again; `idle_reload: refuse` says not to wait for it."""

@@ -58,11 +58,16 @@ class Replica:
         self.pid: int | None = None
         self.context_length: int | None = None
         self.chat_template = ""
+        self.tokenizer: dict[str, Any] = {}
+        self.generation_defaults: dict[str, Any] = {}
         self.load_seconds: float | None = None
         self.restarts = 0
         self.stats = WorkerStats()
         # Requests sent and not yet finished, as the HTTP process counts them: the router's load measure.
         self.streams: dict[int, RequestStream] = {}
+        # Set while no request is in flight here: what a draining unload waits for.
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.state_changed = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -84,11 +89,14 @@ class Replica:
             stream.fail(f"the worker for {self.name} is {self.state.value}")
             return
         self.streams[rid] = stream
+        self.idle.clear()
         self._send(AddRequest(rid, prompt, params))
 
     def abort(self, rid: int) -> None:
         if self.streams.pop(rid, None) is not None and self.state is ReplicaState.READY:
             self._send(AbortRequest(rid))
+        if not self.streams:
+            self.idle.set()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -104,6 +112,8 @@ class Replica:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # No process any more: a stale PID in the status would point at nothing (or at someone else).
+        self.pid = None
         self._set_state(ReplicaState.STOPPED)
 
     def _send(self, message: Any) -> None:
@@ -159,6 +169,7 @@ class Replica:
             assert isinstance(first, WorkerReady)
             self.pid, self.context_length, self.load_seconds = first.pid, first.context_length, first.load_seconds
             self.chat_template = first.chat_template
+            self.tokenizer, self.generation_defaults = first.tokenizer, first.generation_defaults
             log.info("replica %s ready (pid %d, loaded in %.1fs)", self.name, first.pid, first.load_seconds)
             self._set_state(ReplicaState.READY)
             # Back off only while restarts keep failing; a worker that came up starts the count again.
@@ -169,7 +180,7 @@ class Replica:
                     self._deliver(event)
         finally:
             self._writer.close()
-            self._fail_streams(f"the worker for {self.name} stopped unexpectedly")
+            self.fail_streams(f"the worker for {self.name} stopped unexpectedly")
             if self._process.returncode is None and self._stopping:
                 await self._process.wait()
 
@@ -202,8 +213,11 @@ class Replica:
             stream.push(output)
             if stream.finished:
                 del self.streams[output.rid]
+        if not self.streams:
+            self.idle.set()
 
-    def _fail_streams(self, message: str) -> None:
+    def fail_streams(self, message: str) -> None:
         streams, self.streams = self.streams, {}
+        self.idle.set()
         for stream in streams.values():
             stream.fail(message)

@@ -62,3 +62,13 @@ def overloaded(message: str) -> APIError:
     return APIError(
         429, message, "rate_limit_error", None, "model_overloaded", {"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
+
+
+# A model reloading after idling is back in seconds (GenAI loads SmolLM2 in ~1 s, a 7B model in ~10 s).
+RELOAD_RETRY_AFTER_SECONDS = 5
+
+
+def reloading(message: str) -> APIError:
+    return APIError(
+        503, message, "server_error", None, "model_reloading", {"Retry-After": str(RELOAD_RETRY_AFTER_SECONDS)}
+    )

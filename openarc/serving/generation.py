@@ -10,12 +10,20 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from msgspec import UNSET, UnsetType
 
 from openarc.engine.engine import Engine, ServedModel
-from openarc.engine.errors import ModelUnavailable, Overloaded, TooLarge
+from openarc.engine.errors import ModelUnavailable, Overloaded, Reloading, TooLarge
 from openarc.engine.stream import RequestStream, StreamDelta
 from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
 from openarc.metrics import Metrics
 from openarc.protocol.base import Performance, Usage
-from openarc.serving.errors import APIError, engine_failed, invalid_request, overloaded, timed_out, unavailable
+from openarc.serving.errors import (
+    APIError,
+    engine_failed,
+    invalid_request,
+    overloaded,
+    reloading,
+    timed_out,
+    unavailable,
+)
 from openarc.serving.sse import DONE, error_event
 
 log = logging.getLogger("openarc.requests")
@@ -76,6 +84,8 @@ class Generation:
             raise overloaded(str(exc)) from None
         except TooLarge as exc:
             raise invalid_request(str(exc), "n") from None
+        except Reloading as exc:
+            raise reloading(str(exc)) from None
         generation = cls(request_id, engine, model, streams, n, notify, metrics, timeout)
         try:
             while not all(stream.started for stream in streams):

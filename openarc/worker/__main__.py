@@ -35,17 +35,18 @@ def main() -> int:
         started = time.monotonic()
         try:
             runner = ModelRunner(spec)
-        except Exception as exc:
-            channel.send(WorkerFailed(f"{type(exc).__name__}: {exc}"))
-            return 1
-        channel.send(
-            WorkerReady(
+            ready = WorkerReady(
                 pid=os.getpid(),
                 load_seconds=time.monotonic() - started,
                 context_length=runner.context_length,
                 chat_template=runner.chat_template or runner.tokenizer.chat_template,
+                tokenizer=runner.tokenizer_facts(),
+                generation_defaults=runner.generation_defaults(),
             )
-        )
+        except Exception as exc:
+            channel.send(WorkerFailed(f"{type(exc).__name__}: {exc}"))
+            return 1
+        channel.send(ready)
         WorkerLoop(runner, channel, spec.max_num_seqs).run()
     except (EngineGone, BrokenPipeError, ConnectionResetError):
         return 0

@@ -26,6 +26,11 @@ class PromptRejected(Exception):
     """The request cannot be run as asked (too long, template failure); the message is for the client."""
 
 
+def _token_id(value: int) -> int | None:
+    # GenAI writes "unset" as -1 or as SIZE_MAX.
+    return None if value < 0 or value >= 2**63 else int(value)
+
+
 def genai_message(exc: Exception) -> str:
     """GenAI's own sentence, without its "Check '...' failed at <build path>:<line>:" preamble."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -65,6 +70,36 @@ class ModelRunner:
         self._stop_token_ids = set(base.stop_token_ids)
         # Tokens that end a sequence: GenAI reports them among the generated ids, and they are never text.
         self.end_token_ids = frozenset({self._eos_token_id, *self._stop_token_ids})
+
+    def tokenizer_facts(self) -> dict[str, Any]:
+        t = self.tokenizer
+        try:
+            # get_vocab_vector() fails on byte-level tokens that are not UTF-8 (GGUF vocabularies); the dict does not.
+            vocab_size: int | None = len(t.get_vocab())
+        except Exception:
+            vocab_size = None
+        return {
+            "vocab_size": vocab_size,
+            "bos_token": t.get_bos_token() or None,
+            "bos_token_id": _token_id(t.get_bos_token_id()),
+            "eos_token": t.get_eos_token() or None,
+            "eos_token_id": _token_id(t.get_eos_token_id()),
+            "pad_token": t.get_pad_token() or None,
+            "pad_token_id": _token_id(t.get_pad_token_id()),
+            "stop_token_ids": sorted(self._stop_token_ids),
+        }
+
+    def generation_defaults(self) -> dict[str, Any]:
+        """The model's generation_config.json (GenAI's view): unset integers read as "unlimited" there."""
+        base = self.pipeline.get_config()
+        return {
+            "max_new_tokens": _token_id(base.max_new_tokens),
+            "do_sample": base.do_sample,
+            "temperature": base.temperature,
+            "top_p": base.top_p,
+            "top_k": _token_id(base.top_k),
+            "repetition_penalty": base.repetition_penalty,
+        }
 
     def encode(self, prompt: ChatPrompt | TextPrompt) -> tuple[Any, str | None]:
         """The prompt as an input_ids tensor of shape [1, n], and the rendered chat prompt's tail if asked for."""
