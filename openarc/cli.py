@@ -1,4 +1,4 @@
-"""`openarc` command line: serve a config, or check one."""
+"""`openarc` command line: serve or check a config; manage a running daemon (ps, load, unload, devices, info)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from openarc import __version__
+import yaml
+
+from openarc import __version__, cli_pull, convert
+from openarc.cli_models import add_commands
+from openarc.client import DaemonError
 from openarc.config import Config, ConfigError, load_config
 
 CONFIG_ENV = "OPENARC_CONFIG"
@@ -60,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="check a YAML config and exit (2 when invalid)")
     check.add_argument("file")
     check.set_defaults(run=cmd_check_config)
+    add_commands(commands)
+    cli_pull.add_command(commands)
+    convert.add_command(commands)
     return parser
 
 
@@ -70,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"openarc: invalid config:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    except (DaemonError, OSError, yaml.YAMLError) as exc:
+        print(f"openarc: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from openarc.hub import is_hub_source, parse_repo
+
 Port = Annotated[int, Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 ModelId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
@@ -34,6 +36,8 @@ class ServerConfig(ConfigStruct):
     max_request_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # OpenVINO's compiled-model cache (CACHE_DIR) for every model that sets none: faster warm starts. null: off.
     model_cache_dir: str | None = "~/.cache/openarc/ov_cache"
+    # Where hf:// sources are downloaded; null: the Hugging Face cache (HF_HOME, ~/.cache/huggingface).
+    models_dir: str | None = None
     # Seconds one API call may take, queueing included; a longer one is stopped with 504. null: no limit.
     request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
     # Keys for the management routes (/openarc/...): once set, API keys no longer open them (also OPENARC_ADMIN_KEY).
@@ -88,8 +92,10 @@ class SpeculativeConfig(ConfigStruct):
 
 class ModelConfig(ConfigStruct):
     id: ModelId
-    # An OpenVINO IR folder or a .gguf file; relative paths are relative to the config file.
+    # An OpenVINO IR folder or a .gguf file (relative paths are relative to the config file), or a Hugging Face repo:
+    # hf://OWNER/REPO[@REVISION], an OpenVINO IR repo, or a GGUF repo with `filename`.
     source: Annotated[str, Meta(min_length=1)]
+    filename: Annotated[str, Meta(min_length=1)] | None = None
     task: Literal["llm"] = "llm"
     # One worker process (replica) per entry.
     devices: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)] = msgspec.field(
@@ -176,7 +182,14 @@ def check_model(model: ModelConfig, where: str, base: Path, available: Sequence[
     """What is wrong with one models entry (`where` is its key path), resolving its paths against `base`."""
     problems = []
     source = base / Path(model.source).expanduser()
-    if not source.exists():
+    if is_hub_source(model.source):
+        try:
+            parse_repo(model.source)
+        except ValueError as exc:
+            problems.append(f"{where}.source: {exc}")
+    elif model.filename is not None:
+        problems.append(f"{where}.filename: only for hf:// sources (name the .gguf file in `source` instead)")
+    elif not source.exists():
         problems.append(f"{where}.source: no such file or folder: {source}")
     elif source.is_file() and source.suffix.lower() != ".gguf":
         problems.append(f"{where}.source: expected an OpenVINO IR folder or a .gguf file, got {source}")
@@ -266,6 +279,8 @@ def parse_config(text: str | bytes, path: Path, devices: Callable[[], Sequence[s
     base = path.resolve().parent
     if config.server.model_cache_dir:
         config.server.model_cache_dir = str(base / Path(config.server.model_cache_dir).expanduser())
+    if config.server.models_dir:
+        config.server.models_dir = str(base / Path(config.server.models_dir).expanduser())
     problems = _check_tls(config.server, base)
     available = devices()
     seen: set[str] = set()

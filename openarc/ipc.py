@@ -41,6 +41,9 @@ class LoadModel(msgspec.Struct, kw_only=True):
     # The worker's admission limit: GenAI ignores max_num_seqs under dynamic split-fuse.
     max_num_seqs: int = 64
     speculative: Speculative | None = None
+    # For an hf:// source: the GGUF file in the repo, and where downloads go (None: the Hugging Face cache).
+    filename: str | None = None
+    hub_cache_dir: str | None = None
 
 
 class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -134,6 +137,8 @@ class WorkerReady(msgspec.Struct, tag="ready", kw_only=True):
     # Tokenizer facts (vocabulary size, special tokens) and the model's own generation defaults, for model info.
     tokenizer: dict[str, Any] = {}
     generation_defaults: dict[str, Any] = {}
+    # Where the model was loaded from (an hf:// source resolved to its downloaded path).
+    source_path: str = ""
 
 
 class WorkerFailed(msgspec.Struct, tag="failed"):

@@ -45,7 +45,8 @@ def bind_address(host: str, port: int) -> str:
 
 
 async def serve(config: Config, config_path: Path | None = None) -> None:
-    engine = Engine(config.models, config.server.log_level, config.server.model_cache_dir)
+    server = config.server
+    engine = Engine(config.models, server.log_level, server.model_cache_dir, server.models_dir)
     keys, admins = api_keys(config), admin_keys(config)
     app = build_app(engine, config.server, keys, admins, config_path)
     if keys:

@@ -213,3 +213,22 @@ def test_speculative_decoding_and_parsers(tmp_path: Path) -> None:
     )
     assert "max_ngram_size: only for prompt_lookup" in error(spec % "draft: draft, max_ngram_size: 2", tmp_path)
     assert "tool_parser" in error("models: [{id: m, source: model.gguf, tool_parser: xml}]\n", tmp_path)
+
+
+def test_hub_sources_keep_alive_and_models_dir(tmp_path: Path) -> None:
+    config = parse(
+        "server: {models_dir: hub}\n"
+        "models: [{id: m, source: 'hf://org/repo@v1', filename: m.gguf, keep_alive: 5m, idle_reload: refuse}]\n",
+        tmp_path,
+    )
+    model = config.models[0]  # type: ignore[attr-defined]
+    assert (model.source, model.filename, model.keep_alive_seconds) == ("hf://org/repo@v1", "m.gguf", 300.0)
+    assert config.server.models_dir == str(tmp_path / "hub")  # type: ignore[attr-defined]
+    assert parse("models: [{id: m, source: model.gguf}]\n", tmp_path).models[0].keep_alive_seconds is None  # type: ignore[attr-defined]
+    assert "expected hf://OWNER/REPO" in error("models: [{id: m, source: 'hf://just-a-name'}]\n", tmp_path)
+    assert "$.models[0].filename: only for hf:// sources" in error(
+        "models: [{id: m, source: model.gguf, filename: x.gguf}]\n", tmp_path
+    )
+    assert "$.models[0].keep_alive: expected a duration" in error(
+        "models: [{id: m, source: model.gguf, keep_alive: later}]\n", tmp_path
+    )

@@ -15,7 +15,7 @@ from openarc.api.responses import json_response
 from openarc.config import ConfigError, ServerConfig
 from openarc.devices import UnknownDevice, device_properties, list_devices
 from openarc.engine.engine import Engine
-from openarc.model_files import UnreadableModel, architecture
+from openarc.model_files import architecture
 from openarc.serving import lifecycle
 from openarc.serving.errors import APIError, invalid_request, model_not_found
 
@@ -51,15 +51,18 @@ async def model_info(request: Request) -> Response:
     model = _engine(request).get(request.path_params["model_id"])
     if model is None:
         raise model_not_found(request.path_params["model_id"])
-    try:
-        files = await asyncio.to_thread(architecture, model.config.source)
-    except (OSError, UnreadableModel) as exc:
-        files = {"error": f"cannot read the model's files: {exc}"}
     loaded = next((r for r in model.replicas if r.tokenizer), None)
+    # An hf:// source has local files once a worker has fetched them.
+    local = loaded.source_path if loaded is not None and loaded.source_path else model.config.source
+    try:
+        files = await asyncio.to_thread(architecture, local)
+    except (OSError, ValueError) as exc:
+        files = {"error": f"cannot read the model's files: {exc}"}
     info: dict[str, Any] = {
         "id": model.id,
         "status": model.status,
         "source": model.config.source,
+        "local_path": local,
         "architecture": files,
         "context_length": model.context_length,
         # Until a worker has loaded the model, its tokenizer and defaults are not known.

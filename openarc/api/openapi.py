@@ -115,12 +115,22 @@ _MODEL_INFO: Schema = {
         "id": {"type": "string"},
         "status": {"type": "string"},
         "source": {"type": "string"},
+        "local_path": {"type": "string"},
         "architecture": {"type": "object"},
         "context_length": _NULLABLE_INT,
         "tokenizer": {"type": ["object", "null"]},
         "generation_defaults": {"type": "object"},
     },
-    "required": ["id", "status", "source", "architecture", "context_length", "tokenizer", "generation_defaults"],
+    "required": [
+        "id",
+        "status",
+        "source",
+        "local_path",
+        "architecture",
+        "context_length",
+        "tokenizer",
+        "generation_defaults",
+    ],
 }
 _RELOAD: Schema = {
     "type": "object",

@@ -87,7 +87,7 @@ class ServedModel:
                     wait.cancel()
 
 
-def _load_spec(model: ModelConfig, device: str, model_cache_dir: str | None) -> LoadModel:
+def _load_spec(model: ModelConfig, device: str, model_cache_dir: str | None, models_dir: str | None) -> LoadModel:
     fields = ("cache_size", "num_kv_blocks", "max_num_batched_tokens", "enable_prefix_caching", "dynamic_split_fuse")
     scheduler = {key: value for key in fields if (value := getattr(model.scheduler, key)) is not None}
     scheduler["max_num_seqs"] = model.scheduler.max_num_seqs
@@ -100,6 +100,8 @@ def _load_spec(model: ModelConfig, device: str, model_cache_dir: str | None) -> 
         chat_template=model.chat_template,
         max_num_seqs=model.scheduler.max_num_seqs,
         speculative=_speculative(model.speculative),
+        filename=model.filename,
+        hub_cache_dir=models_dir,
     )
 
 
@@ -126,10 +128,15 @@ def _speculative(config: SpeculativeConfig | None) -> Speculative | None:
 
 class Engine:
     def __init__(
-        self, models: Sequence[ModelConfig], log_level: str = "info", model_cache_dir: str | None = None
+        self,
+        models: Sequence[ModelConfig],
+        log_level: str = "info",
+        model_cache_dir: str | None = None,
+        models_dir: str | None = None,
     ) -> None:
         self.log_level = log_level
         self.model_cache_dir = model_cache_dir
+        self.models_dir = models_dir
         self.models: dict[str, ServedModel] = {}
         for model in models:
             self.models[model.id] = ServedModel(model, self._replicas(model))
@@ -138,10 +145,8 @@ class Engine:
         self._reaper: asyncio.Task[None] | None = None
 
     def _replicas(self, model: ModelConfig) -> list[Replica]:
-        return [
-            Replica(f"{model.id}/{device}#{i}", _load_spec(model, device, self.model_cache_dir), self.log_level)
-            for i, device in enumerate(model.devices)
-        ]
+        specs = [_load_spec(model, device, self.model_cache_dir, self.models_dir) for device in model.devices]
+        return [Replica(f"{model.id}/{spec.device}#{i}", spec, self.log_level) for i, spec in enumerate(specs)]
 
     def start(self) -> None:
         """Spawn every worker; models load in the background while the HTTP server answers."""

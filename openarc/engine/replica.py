@@ -60,6 +60,7 @@ class Replica:
         self.chat_template = ""
         self.tokenizer: dict[str, Any] = {}
         self.generation_defaults: dict[str, Any] = {}
+        self.source_path: str | None = None
         self.load_seconds: float | None = None
         self.restarts = 0
         self.stats = WorkerStats()
@@ -170,6 +171,7 @@ class Replica:
             self.pid, self.context_length, self.load_seconds = first.pid, first.context_length, first.load_seconds
             self.chat_template = first.chat_template
             self.tokenizer, self.generation_defaults = first.tokenizer, first.generation_defaults
+            self.source_path = first.source_path
             log.info("replica %s ready (pid %d, loaded in %.1fs)", self.name, first.pid, first.load_seconds)
             self._set_state(ReplicaState.READY)
             # Back off only while restarts keep failing; a worker that came up starts the count again.

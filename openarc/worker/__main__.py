@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 
+from openarc.hub import is_hub_source, pull
 from openarc.ipc import WorkerFailed, WorkerReady
 from openarc.worker.channel import CommandChannel, EngineGone
 from openarc.worker.loop import WorkerLoop
@@ -34,6 +35,9 @@ def main() -> int:
         spec = channel.receive_load()
         started = time.monotonic()
         try:
+            if is_hub_source(spec.source):
+                # Downloads (or resumes, or finds in the cache) before loading; progress goes to the daemon's log.
+                spec.source = str(pull(spec.source, spec.filename, spec.hub_cache_dir))
             runner = ModelRunner(spec)
             ready = WorkerReady(
                 pid=os.getpid(),
@@ -42,6 +46,7 @@ def main() -> int:
                 chat_template=runner.chat_template or runner.tokenizer.chat_template,
                 tokenizer=runner.tokenizer_facts(),
                 generation_defaults=runner.generation_defaults(),
+                source_path=spec.source,
             )
         except Exception as exc:
             channel.send(WorkerFailed(f"{type(exc).__name__}: {exc}"))
