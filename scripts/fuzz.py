@@ -183,9 +183,10 @@ def with_examples(document: dict[str, Any], model: str) -> dict[str, Any]:
                 if parameter["name"] == "model_id":
                     parameter["examples"] = {"served": {"value": model}}
             content = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            if content is None:
+            # Only bodies that name a model to generate with (not a model spec to load).
+            if content is None or path not in BODY_EXAMPLES:
                 continue
-            examples = BODY_EXAMPLES.get(path, {})
+            examples = BODY_EXAMPLES[path]
             content["examples"] = {name: {"value": {"model": model, **body}} for name, body in examples.items()}
             name = content["schema"]["$ref"].rsplit("/", 1)[-1]
             schemas[name]["properties"]["model"]["examples"] = [model]
