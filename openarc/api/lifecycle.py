@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openarc.api.management import model_status
+from openarc.api.management import list_models, model_status
 from openarc.api.responses import json_response
 from openarc.config import ConfigError, ServerConfig
 from openarc.devices import UnknownDevice, device_properties, list_devices
@@ -112,8 +112,12 @@ async def device(request: Request) -> Response:
     return json_response({"name": name, "properties": properties})
 
 
+async def models(request: Request) -> Response:
+    return await (load_model(request) if request.method == "POST" else list_models(request))
+
+
 routes = [
-    Route("/openarc/models", load_model, methods=["POST"]),
+    Route("/openarc/models", models, methods=["GET", "POST"]),
     Route("/openarc/models/{model_id:path}/info", model_info, methods=["GET"]),
     Route("/openarc/models/{model_id:path}", unload_model, methods=["DELETE"]),
     Route("/openarc/config/reload", reload_config, methods=["POST"]),

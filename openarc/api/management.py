@@ -89,7 +89,5 @@ async def list_models(request: Request) -> Response:
     return json_response({"object": "list", "data": [model_status(m) for m in engine.models.values()]})
 
 
-routes = [
-    Route("/openarc/models", list_models, methods=["GET"]),
-    Route("/openarc/runtime", runtime, methods=["GET"]),
-]
+# GET /openarc/models (list_models) is routed with its POST in `lifecycle`: one route, so a 405 lists both methods.
+routes = [Route("/openarc/runtime", runtime, methods=["GET"])]

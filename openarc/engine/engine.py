@@ -205,7 +205,11 @@ class Engine:
                 elif keep_alive is not None and model.ready and now - model.last_used >= keep_alive:
                     model.unloaded = True
                     log.info("model %s: unloading after %.0fs idle (keep_alive)", model.id, now - model.last_used)
-                    await asyncio.gather(*(replica.stop() for replica in model.replicas))
+                    try:
+                        await asyncio.gather(*(replica.stop() for replica in model.replicas))
+                    except Exception:
+                        # The reaper must outlive one bad stop, or no model would ever be unloaded again.
+                        log.exception("model %s: idle unload failed", model.id)
 
     def _reload(self, model: ServedModel) -> None:
         log.info("model %s: reloading for a request", model.id)

@@ -215,16 +215,17 @@ class ChatServing:
             for i in range(len(generation.streams))
         ]
 
-        def shaped(index: int, shaped: OutputDelta, logprobs: ChoiceLogprobs | None) -> Iterator[bytes]:
-            if not shaped and logprobs is None:
+        def shaped(index: int, part: OutputDelta, logprobs: ChoiceLogprobs | None) -> Iterator[bytes]:
+            if not part and logprobs is None:
                 return
             delta = ChatDelta()
-            if shaped.reasoning:
-                delta.reasoning_content = shaped.reasoning
-            if shaped.content or (logprobs is not None and not shaped):
-                delta.content = shaped.content
-            if shaped.calls:
-                delta.tool_calls = [_call_delta(call) for call in shaped.calls]
+            if part.reasoning:
+                delta.reasoning_content = part.reasoning
+            # A chunk that only carries logprobs (its text is held back) still has a content field.
+            if part.content or (logprobs is not None and not part):
+                delta.content = part.content
+            if part.calls:
+                delta.tool_calls = [_call_delta(call) for call in part.calls]
             yield chunk([ChatChunkChoice(index=index, delta=delta, logprobs=logprobs)])
 
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
