@@ -38,6 +38,14 @@ class ServerConfig(ConfigStruct):
     model_cache_dir: str | None = "~/.cache/openarc/ov_cache"
     # Where hf:// sources are downloaded; null: the Hugging Face cache (HF_HOME, ~/.cache/huggingface).
     models_dir: str | None = None
+    # Images in chat requests to vlm models: http(s) URLs are fetched by the daemon within these limits; private,
+    # loopback and link-local addresses are refused unless allowed (SSRF).
+    max_image_bytes: Annotated[int, Meta(ge=1024)] = 20 * 1024 * 1024
+    max_image_pixels: PositiveInt = 40_000_000
+    # Larger images are scaled down so that their longer side is this.
+    max_image_side: Annotated[int, Meta(ge=28)] = 2048
+    image_fetch_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    allow_private_image_urls: bool = False
     # Seconds one API call may take, queueing included; a longer one is stopped with 504. null: no limit.
     request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
     # Keys for the management routes (/openarc/...): once set, API keys no longer open them (also OPENARC_ADMIN_KEY).
@@ -96,7 +104,8 @@ class ModelConfig(ConfigStruct):
     # hf://OWNER/REPO[@REVISION], an OpenVINO IR repo, or a GGUF repo with `filename`.
     source: Annotated[str, Meta(min_length=1)]
     filename: Annotated[str, Meta(min_length=1)] | None = None
-    task: Literal["llm"] = "llm"
+    # llm, or vlm (image inputs); unset: vlm when the IR folder holds openvino_text_embeddings_model.xml.
+    task: Literal["llm", "vlm"] | None = None
     # One worker process (replica) per entry.
     devices: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["CPU"]
@@ -146,6 +155,11 @@ def parse_duration(value: str | float) -> float | None:
     return float(match["value"]) * _UNIT_SECONDS[match["unit"] or "s"]
 
 
+# A VLM folder (optimum's image-text-to-text export) has its language model under another name, beside this one.
+VLM_MARKER = "openvino_text_embeddings_model.xml"
+_LANGUAGE_MODELS = ("openvino_model.xml", "openvino_language_model.xml")
+
+
 class ConfigError(Exception):
     """A config that cannot be served; the message names the file, the key path and what was expected."""
 
@@ -193,10 +207,12 @@ def check_model(model: ModelConfig, where: str, base: Path, available: Sequence[
         problems.append(f"{where}.source: no such file or folder: {source}")
     elif source.is_file() and source.suffix.lower() != ".gguf":
         problems.append(f"{where}.source: expected an OpenVINO IR folder or a .gguf file, got {source}")
-    elif source.is_dir() and not (source / "openvino_model.xml").is_file():
+    elif source.is_dir() and not any((source / name).is_file() for name in _LANGUAGE_MODELS):
         problems.append(f"{where}.source: {source} holds no openvino_model.xml (not an OpenVINO IR folder)")
     else:
         model.source = str(source.resolve())
+        if model.task is None:
+            model.task = "vlm" if (source / VLM_MARKER).is_file() else "llm"
     for i, device in enumerate(model.devices):
         problem = check_device(device, available)
         if problem:

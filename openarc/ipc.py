@@ -69,6 +69,14 @@ class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     keep_special_tokens: bool = False
 
 
+class ImageData(msgspec.Struct, array_like=True):
+    """A decoded image: row-major RGB bytes, height x width x 3 (decoded in the HTTP process, never in the worker)."""
+
+    pixels: bytes
+    width: int
+    height: int
+
+
 class ChatPrompt(msgspec.Struct, tag="chat"):
     """Messages as plain dicts, ready for the chat template, with the template's `tools` and extra variables."""
 
@@ -77,6 +85,8 @@ class ChatPrompt(msgspec.Struct, tag="chat"):
     template_kwargs: dict[str, Any] | None = None
     # Report the end of the rendered prompt (does it leave the model inside `<think>`?).
     report_tail: bool = False
+    # For vlm models: the images, in the order of the `<ov_genai_image_N>` tags in the messages' text.
+    images: list[ImageData] = []
 
 
 class TextPrompt(msgspec.Struct, tag="text"):

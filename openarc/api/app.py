@@ -21,6 +21,7 @@ from openarc.metrics import Metrics
 from openarc.serving.chat import ChatServing
 from openarc.serving.completions import CompletionServing
 from openarc.serving.errors import APIError
+from openarc.serving.images import ImageLimits
 
 
 def build_app(
@@ -58,7 +59,14 @@ def build_app(
     # The YAML file POST /openarc/config/reload and SIGHUP read again (None: nothing to reload).
     app.state.config_path = config_path
     app.state.metrics = observed
-    app.state.chat = ChatServing(engine, observed, server.request_timeout)
+    image_limits = ImageLimits(
+        max_bytes=server.max_image_bytes,
+        max_pixels=server.max_image_pixels,
+        max_side=server.max_image_side,
+        fetch_timeout=server.image_fetch_timeout,
+        allow_private_urls=server.allow_private_image_urls,
+    )
+    app.state.chat = ChatServing(engine, observed, server.request_timeout, image_limits)
     app.state.completions = CompletionServing(engine, observed, server.request_timeout)
     app.state.draining = False
     app.state.loop_lag = LoopLagMonitor()

@@ -19,7 +19,7 @@ def model_status(model: ServedModel) -> dict[str, Any]:
     return {
         "id": model.id,
         "status": status,
-        "task": model.config.task,
+        "task": model.config.task or "llm",
         "source": model.config.source,
         "context_length": model.context_length,
         "speculative_decoding": _speculative(model),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from msgspec import UNSET, UnsetType
 from openarc.engine.engine import Engine
 from openarc.engine.errors import ModelUnavailable
 from openarc.engine.stream import StreamDelta
-from openarc.ipc import ChatPrompt
+from openarc.ipc import ChatPrompt, ImageData
 from openarc.metrics import Metrics
 from openarc.protocol.base import FinishReason, Performance, Usage
 from openarc.protocol.chat import (
@@ -42,6 +43,7 @@ from openarc.serving.chat_output import ChoiceOutput, OutputDelta, message_field
 from openarc.serving.errors import invalid_request, unavailable, unsupported
 from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
+from openarc.serving.images import ImageError, ImageLimits, load_image
 from openarc.serving.logprobs import chat_logprobs
 from openarc.serving.models import resolve
 from openarc.serving.reasoning_parsers import default_reasoning_parser
@@ -81,15 +83,32 @@ _TEMPLATE_ROLES: dict[type, str] = {
 
 def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages as the dicts chat templates read; developer messages are system messages to a template."""
+    return template_messages_with_images(messages, accepts_images=False)[0]
+
+
+def template_messages_with_images(
+    messages: list[Message], accepts_images: bool
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The template's message dicts, and each image part's (param, URL) in order. A vlm model gets GenAI's
+    `<ov_genai_image_N>` tag where each image was, so images land where the client put them, in any turn."""
     rendered = []
+    images: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
+        content = message_text(message.content)
         if isinstance(message.content, list):
+            pieces = []
             for j, part in enumerate(message.content):
                 if isinstance(part, ImageUrlPart):
-                    raise invalid_request("This model does not accept images.", f"messages[{i}].content[{j}]")
-                if isinstance(part, InputAudioPart):
+                    if not accepts_images:
+                        raise invalid_request("This model does not accept images.", f"messages[{i}].content[{j}]")
+                    pieces.append(f"<ov_genai_image_{len(images)}>")
+                    images.append((f"messages[{i}].content[{j}].image_url", part.image_url.url))
+                elif isinstance(part, InputAudioPart):
                     raise invalid_request("This model does not accept audio.", f"messages[{i}].content[{j}]")
-        entry: dict[str, Any] = {"role": _TEMPLATE_ROLES[type(message)], "content": message_text(message.content)}
+                else:
+                    pieces.append(part.text)
+            content = "".join(pieces)
+        entry: dict[str, Any] = {"role": _TEMPLATE_ROLES[type(message)], "content": content}
         if isinstance(message, AssistantMessage) and message.tool_calls:
             entry["tool_calls"] = [
                 {"id": c.id, "type": c.type, "function": {"name": c.function.name, "arguments": c.function.arguments}}
@@ -100,19 +119,40 @@ def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
         if getattr(message, "name", None):
             entry["name"] = message.name  # type: ignore[union-attr]
         rendered.append(entry)
-    return rendered
+    return rendered, images
+
+
+async def load_images(refs: list[tuple[str, str]], limits: ImageLimits) -> list[ImageData]:
+    """Every image of the request, decoded concurrently off the event loop; the first bad one is a 400 naming it."""
+    results = await asyncio.gather(*(load_image(url, limits) for _, url in refs), return_exceptions=True)
+    images = []
+    for (param, _), result in zip(refs, results, strict=True):
+        if isinstance(result, ImageError):
+            raise invalid_request(f"Invalid image: {result}", param, "invalid_image")
+        if isinstance(result, BaseException):
+            raise result
+        images.append(ImageData(result.pixels, result.width, result.height))
+    return images
 
 
 class ChatServing:
-    def __init__(self, engine: Engine, metrics: Metrics | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics | None = None,
+        timeout: float | None = None,
+        image_limits: ImageLimits | None = None,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.timeout = timeout
+        self.image_limits = image_limits or ImageLimits()
 
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
         _check_supported(request)
-        messages = template_messages(request.messages)
+        messages, image_refs = template_messages_with_images(request.messages, model.config.task == "vlm")
+        images = await load_images(image_refs, self.image_limits) if image_refs else []
         if (request.tools or _has_tool_turns(request.messages)) and not model.chat_template:
             # The template decides how tools are rendered: wait for a worker to report it.
             try:
@@ -122,7 +162,9 @@ class ChatServing:
         tools = chat_tools.plan(request, model.chat_template, model.config.tool_parser)
         reasoning = _reasoning_parser(model.config.reasoning_parser, model.chat_template)
         messages, template_tools = chat_tools.render_for_template(messages, tools.template_tools, model.chat_template)
-        prompt = ChatPrompt(messages, template_tools, request.chat_template_kwargs, report_tail=reasoning is not None)
+        prompt = ChatPrompt(
+            messages, template_tools, request.chat_template_kwargs, report_tail=reasoning is not None, images=images
+        )
         max_tokens = bounded_max_tokens(
             request.max_completion_tokens or request.max_tokens,
             model.config.generation.max_tokens,

@@ -27,6 +27,7 @@ class PreparedRequest:
     """Tokenized and checked on arrival, so a bad request is refused at once, not when its turn comes."""
 
     rid: int
+    # Token ids, or for a vlm request the rendered prompt text (its images in `images`).
     input_ids: Any
     prompt_tokens: int
     config: Any
@@ -36,6 +37,7 @@ class PreparedRequest:
     logprobs: bool = False
     new_ids: list[int] = field(default_factory=list)
     new_logprobs: list[float] = field(default_factory=list)
+    images: list[Any] | None = None
 
 
 @dataclass
@@ -81,8 +83,12 @@ class WorkerLoop:
 
     def prepare(self, request: AddRequest) -> None:
         try:
-            input_ids, tail = self.runner.encode(request.prompt)
-            prompt_tokens = int(input_ids.get_shape()[1])
+            images = None
+            if self.runner.is_vlm:
+                input_ids, images, prompt_tokens, tail = self.runner.encode_vlm(request.prompt)
+            else:
+                input_ids, tail = self.runner.encode(request.prompt)
+                prompt_tokens = int(input_ids.get_shape()[1])
             self.runner.check_prompt(prompt_tokens)
             max_new = self.runner.max_new_tokens(prompt_tokens, request.params.max_tokens)
             config = self.runner.generation_config(request.params, max_new)
@@ -95,9 +101,9 @@ class WorkerLoop:
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
         text = TextOutput(request.params.stop, request.params.keep_special_tokens)
-        self.waiting.append(
-            PreparedRequest(request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs)
-        )
+        prepared = PreparedRequest(request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs)
+        prepared.images = images
+        self.waiting.append(prepared)
 
     def abort(self, rid: int) -> None:
         request = self.active.pop(rid, None)
@@ -110,7 +116,13 @@ class WorkerLoop:
         while self.waiting and len(self.active) < self.max_num_seqs:
             prepared = self.waiting.popleft()
             try:
-                handle = self.runner.pipeline.add_request(prepared.rid, prepared.input_ids, prepared.config)
+                if prepared.images is not None:
+                    # The vision encoder runs here, inside add_request, holding this worker for its duration.
+                    handle = self.runner.pipeline.add_request(
+                        prepared.rid, prepared.input_ids, prepared.images, prepared.config
+                    )
+                else:
+                    handle = self.runner.pipeline.add_request(prepared.rid, prepared.input_ids, prepared.config)
             except Exception as exc:
                 log.exception("add_request failed for request %d", prepared.rid)
                 self.outputs.append(RequestOutput(prepared.rid, error=f"engine error: {exc}", error_kind="engine"))

@@ -8,8 +8,10 @@ from typing import Any
 
 import openvino_genai
 
+from openarc.config import VLM_MARKER
 from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, TextPrompt
 from openarc.worker.model_meta import context_length
+from openarc.worker.vision import TAG, ImageTokenCounter, tensor
 
 # When neither the request, the model's defaults nor its files bound the output, stop here.
 FALLBACK_MAX_TOKENS = 4096
@@ -63,6 +65,10 @@ class ModelRunner:
             properties["prompt_lookup"] = True
         self.pipeline = openvino_genai.ContinuousBatchingPipeline(spec.source, scheduler, spec.device, properties)
         self.tokenizer = self.pipeline.get_tokenizer()
+        folder = Path(spec.source)
+        # GenAI's continuous batching takes images when the folder holds the text-embeddings model (a VLM export).
+        self.is_vlm = folder.is_dir() and (folder / VLM_MARKER).is_file()
+        self.image_tokens = ImageTokenCounter(folder) if self.is_vlm else None
         self.chat_template = spec.chat_template or ""
         self.context_length = context_length(Path(spec.source))
         base = self.pipeline.get_config()
@@ -101,12 +107,36 @@ class ModelRunner:
             "repetition_penalty": base.repetition_penalty,
         }
 
+    def encode_vlm(self, prompt: ChatPrompt | TextPrompt) -> tuple[str, list[Any], int, str | None]:
+        """A vlm request: the rendered prompt (image tags in place), the image tensors, the prompt's length in tokens
+        with the images counted, and the tail if asked for. GenAI's vlm batching takes prompts as text."""
+        assert self.image_tokens is not None
+        if isinstance(prompt, TextPrompt):
+            if TAG.search(prompt.text):
+                raise PromptRejected("a completions prompt cannot carry image tags; send images to chat completions")
+            counted = self.tokenizer.encode(prompt.text, add_special_tokens=True)
+            return prompt.text, [], int(counted.input_ids.get_shape()[1]), None
+        tags = len(TAG.findall(" ".join(str(m.get("content", "")) for m in prompt.messages)))
+        if tags != len(prompt.images):
+            raise PromptRejected(f"the messages place {tags} images but {len(prompt.images)} were sent")
+        text = self._render(prompt)
+        counted = self.tokenizer.encode(self.image_tokens.text_for_counting(text), add_special_tokens=False)
+        tokens = int(counted.input_ids.get_shape()[1]) + sum(self.image_tokens.count(i) for i in prompt.images)
+        tail = text[-_PROMPT_TAIL_CHARS:] if prompt.report_tail else None
+        return text, [tensor(image) for image in prompt.images], tokens, tail
+
     def encode(self, prompt: ChatPrompt | TextPrompt) -> tuple[Any, str | None]:
         """The prompt as an input_ids tensor of shape [1, n], and the rendered chat prompt's tail if asked for."""
         if isinstance(prompt, TextPrompt):
             return self.tokenizer.encode(prompt.text, add_special_tokens=True).input_ids, None
+        text = self._render(prompt)
+        tail = text[-_PROMPT_TAIL_CHARS:] if prompt.report_tail else None
+        # The template already wrote the special tokens (BOS and role markers) as text.
+        return self.tokenizer.encode(text, add_special_tokens=False).input_ids, tail
+
+    def _render(self, prompt: ChatPrompt) -> str:
         try:
-            text = self.tokenizer.apply_chat_template(
+            text: str = self.tokenizer.apply_chat_template(
                 prompt.messages,
                 add_generation_prompt=True,
                 chat_template=self.chat_template,
@@ -115,9 +145,7 @@ class ModelRunner:
             )
         except Exception as exc:
             raise PromptRejected(f"the chat template rejected the messages: {_template_error(exc)}") from None
-        tail = text[-_PROMPT_TAIL_CHARS:] if prompt.report_tail else None
-        # The template already wrote the special tokens (BOS and role markers) as text.
-        return self.tokenizer.encode(text, add_special_tokens=False).input_ids, tail
+        return text
 
     def check_prompt(self, prompt_tokens: int) -> None:
         if prompt_tokens == 0:
@@ -178,6 +206,8 @@ class ModelRunner:
                 config.assistant_confidence_threshold = speculative.assistant_confidence_threshold
             if speculative.max_ngram_size is not None:
                 config.max_ngram_size = speculative.max_ngram_size
+        # The prompt arrives rendered: GenAI must not apply the chat template to it again.
+        config.apply_chat_template = False
         try:
             config.validate()
         except Exception as exc:

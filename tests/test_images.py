@@ -1,0 +1,127 @@
+"""Image inputs: data URLs, fetching with SSRF guards and limits, decoding (no engine needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+
+from openarc.serving.images import DecodedImage, ImageError, ImageLimits, decode, load_image
+from tests.server import free_port
+
+LOCAL = ImageLimits(allow_private_urls=True, fetch_timeout=5)
+
+
+def encoded(fmt: str, size: tuple[int, int] = (20, 10), color: tuple[int, int, int] = (200, 30, 40)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format=fmt)
+    return out.getvalue()
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+DEFAULT = ImageLimits()
+
+
+def load(url: str, limits: ImageLimits = DEFAULT) -> DecodedImage:
+    return asyncio.run(load_image(url, limits))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
+def test_supported_formats_decode_to_rgb(fmt: str) -> None:
+    image = load(data_url(encoded(fmt)))
+    assert (image.width, image.height) == (20, 10)
+    assert len(image.pixels) == 20 * 10 * 3
+    red, green, blue = image.pixels[:3]
+    assert red > 150 and green < 80 and blue < 80
+
+
+def test_gif_first_frame_and_downscaling() -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ((0, 0, 255), (255, 0, 0))]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:])
+    first = decode(out.getvalue(), ImageLimits())
+    assert first.pixels[2] > 200 and first.pixels[0] < 50
+    big = decode(encoded("PNG", (400, 100)), ImageLimits(max_side=100))
+    assert (big.width, big.height) == (100, 25)
+
+
+@pytest.mark.parametrize(
+    ("url", "limits", "fragment"),
+    [
+        ("data:image/png;base64,@@@not-base64@@@", ImageLimits(), "not valid base64"),
+        ("data:image/png,rawdata", ImageLimits(), "must be base64"),
+        (data_url(b"just some text"), ImageLimits(), "unsupported or corrupt image"),
+        (data_url(encoded("BMP"), "image/bmp"), ImageLimits(), "unsupported or corrupt image"),
+        (data_url(encoded("PNG")), ImageLimits(max_bytes=10), "larger than the 10 bytes"),
+        (data_url(encoded("PNG", (100, 100))), ImageLimits(max_pixels=5000), "more than the 5000 accepted"),
+        ("ftp://example.com/a.png", ImageLimits(), "data: URL or an http(s) URL"),
+        ("http://127.0.0.1:9/a.png", ImageLimits(), "private or local address"),
+        ("http://10.1.2.3/a.png", ImageLimits(), "private or local address"),
+        ("http://[::1]/a.png", ImageLimits(), "private or local address"),
+        ("http://169.254.169.254/latest/meta-data", ImageLimits(), "private or local address"),
+    ],
+)
+def test_bad_images_are_refused_with_a_reason(url: str, limits: ImageLimits, fragment: str) -> None:
+    with pytest.raises(ImageError, match=re.escape(fragment)):
+        load(url, limits)
+
+
+@pytest.fixture()
+def image_server() -> Iterator[str]:
+    png = encoded("PNG")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/cat.png":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+            elif self.path == "/hop":
+                self.send_response(302)
+                self.send_header("Location", "/cat.png")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.path == "/huge":
+                self.send_response(200)
+                self.send_header("Content-Length", str(10**9))
+                self.end_headers()
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetching_when_the_config_allows_loopback(image_server: str) -> None:
+    assert load(f"{image_server}/cat.png", LOCAL).width == 20
+    assert load(f"{image_server}/hop", LOCAL).width == 20
+    with pytest.raises(ImageError, match="answered 404"):
+        load(f"{image_server}/missing.png", LOCAL)
+    with pytest.raises(ImageError, match="larger than"):
+        load(f"{image_server}/huge", LOCAL)
+    with pytest.raises(ImageError, match="fetching the image URL failed"):
+        load(f"http://127.0.0.1:{free_port()}/closed.png", LOCAL)
+    # The default config refuses the same loopback URL before connecting.
+    with pytest.raises(ImageError, match="private or local address"):
+        load(f"{image_server}/cat.png")
