@@ -7,13 +7,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_MODEL := models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+# The vision tests' tiny random-weight Qwen2-VL, exported with torch in its own venv (.venv-fixtures).
+VLM_FIXTURE := models/tiny-qwen2-vl/openvino_language_model.xml
 
-.PHONY: serve test install model lint
+.PHONY: serve test install model vlm-fixture lint
 
 serve: install model
 	$(BIN)/openarc serve --config configs/demo.yaml
 
-test: install model lint
+test: install model vlm-fixture lint
 	$(BIN)/pytest
 
 install: $(INSTALLED)
@@ -28,6 +30,11 @@ model: $(DEMO_MODEL)
 
 $(DEMO_MODEL): | $(INSTALLED)
 	$(BIN)/python scripts/models.py smollm2
+
+vlm-fixture: $(VLM_FIXTURE)
+
+$(VLM_FIXTURE):
+	$(PYTHON) scripts/build_tiny_vlm.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -136,6 +136,8 @@ class WorkerStats(msgspec.Struct, kw_only=True):
     max_batch: int = 0
     kv_cache_usage: float = 0.0
     generated_tokens: int = 0
+    # The longest add_request with images (the vision encoder runs inside it and holds the worker meanwhile).
+    max_vision_ms: float = 0.0
 
 
 class WorkerReady(msgspec.Struct, tag="ready", kw_only=True):

@@ -31,6 +31,15 @@ def smollm2_ir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vlm() -> Path:
+    """A random-weight Qwen2-VL in OpenVINO IR, built once (torch in its own venv) by scripts/build_tiny_vlm.py."""
+    out = subprocess.run(
+        ["python3", str(ROOT / "scripts" / "build_tiny_vlm.py")], check=True, capture_output=True, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1].rsplit(": ", 1)[1])
+
+
+@pytest.fixture(scope="session")
 def server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One daemon serving SmolLM2 on the CPU, shared by the tests that only need a plain model."""
     tmp = tmp_path_factory.mktemp("server")

@@ -38,6 +38,7 @@ def model_status(model: ServedModel) -> dict[str, Any]:
                 "max_batch": r.stats.max_batch,
                 "generated_tokens": r.stats.generated_tokens,
                 "kv_cache_usage": r.stats.kv_cache_usage,
+                "max_vision_ms": r.stats.max_vision_ms,
             }
             for r in model.replicas
         ],

@@ -88,6 +88,7 @@ _REPLICA: Schema = {
         "max_batch": {"type": "integer", "minimum": 0},
         "generated_tokens": {"type": "integer", "minimum": 0},
         "kv_cache_usage": {"type": "number"},
+        "max_vision_ms": {"type": "number"},
     },
 }
 _REPLICA["required"] = list(_REPLICA["properties"])

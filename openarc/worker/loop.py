@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,9 +119,16 @@ class WorkerLoop:
             try:
                 if prepared.images is not None:
                     # The vision encoder runs here, inside add_request, holding this worker for its duration.
+                    started = time.perf_counter()
                     handle = self.runner.pipeline.add_request(
                         prepared.rid, prepared.input_ids, prepared.images, prepared.config
                     )
+                    if prepared.images:
+                        vision_ms = (time.perf_counter() - started) * 1000
+                        self.stats.max_vision_ms = max(self.stats.max_vision_ms, round(vision_ms, 1))
+                        log.debug(
+                            "request %d: %d images encoded in %.1f ms", prepared.rid, len(prepared.images), vision_ms
+                        )
                 else:
                     handle = self.runner.pipeline.add_request(prepared.rid, prepared.input_ids, prepared.config)
             except Exception as exc:
