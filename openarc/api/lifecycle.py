@@ -31,7 +31,8 @@ def _config_dir(request: Request) -> Path:
 
 
 async def load_model(request: Request) -> Response:
-    spec = lifecycle.parse_model_spec(await request.body(), _config_dir(request))
+    # In a thread: checking the spec asks OpenVINO for the devices and reads the model's files.
+    spec = await asyncio.to_thread(lifecycle.parse_model_spec, await request.body(), _config_dir(request))
     model = lifecycle.load_model(_engine(request), spec)
     # 202: the workers load in the background; GET /openarc/models shows when it is ready.
     return json_response(model_status(model), 202)

@@ -60,7 +60,8 @@ async def reload_config(engine: Engine, path: Path, drain_timeout: float | None)
     """Apply the config file's `models` again: load new ids, unload missing ones (draining them), replace changed
     ones, and leave identical ones running. An invalid file changes nothing (ConfigError). Server settings are
     not applied: they need a restart."""
-    config = load_config(path)
+    # In a thread: checking the file asks OpenVINO for the devices and reads chat templates and TLS files.
+    config = await asyncio.to_thread(load_config, path)
     wanted = {model.id: model for model in config.models}
     current = {model_id: model.config for model_id, model in engine.models.items()}
     removed = [model_id for model_id in current if model_id not in wanted]
