@@ -260,8 +260,10 @@ def serve(config: Path, log_path: Path) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "openarc", "serve", "--config", str(config), "--port", str(port)]
+    # A fuzzed model spec may name an hf:// source: its worker must fail from the cache, never reach the network.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while not _ready(url, process):
