@@ -55,7 +55,7 @@ def export_smollm2_ir() -> Path:
     import openvino_genai
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from openarc.worker.model_meta import read_gguf_metadata
+    from openarc.model_files import read_gguf_metadata
 
     tmp = Path(tempfile.mkdtemp(dir=MODELS_DIR, prefix=".build-"))
     try:

@@ -10,7 +10,7 @@ import openvino_genai
 
 from openarc.config import VLM_MARKER
 from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, TextPrompt
-from openarc.worker.model_meta import context_length
+from openarc.model_files import context_length
 from openarc.worker.vision import TAG, ImageTokenCounter, tensor
 
 # When neither the request, the model's defaults nor its files bound the output, stop here.
