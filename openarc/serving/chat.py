@@ -81,16 +81,12 @@ _TEMPLATE_ROLES: dict[type, str] = {
 }
 
 
-def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Messages as the dicts chat templates read; developer messages are system messages to a template."""
-    return template_messages_with_images(messages, accepts_images=False)[0]
-
-
-def template_messages_with_images(
+def template_messages(
     messages: list[Message], accepts_images: bool
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """The template's message dicts, and each image part's (param, URL) in order. A vlm model gets GenAI's
-    `<ov_genai_image_N>` tag where each image was, so images land where the client put them, in any turn."""
+    """Messages as the dicts chat templates read (developer messages are system messages to a template), and each
+    image part's (param, URL) in order. A vlm model gets GenAI's `<ov_genai_image_N>` tag where each image was, so
+    images land where the client put them, in any turn."""
     rendered = []
     images: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
@@ -151,7 +147,7 @@ class ChatServing:
     async def create(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[bytes]:
         model = resolve(self.engine, request.model)
         _check_supported(request)
-        messages, image_refs = template_messages_with_images(request.messages, model.config.task == "vlm")
+        messages, image_refs = template_messages(request.messages, model.config.task == "vlm")
         images = await load_images(image_refs, self.image_limits) if image_refs else []
         if (request.tools or _has_tool_turns(request.messages)) and not model.chat_template:
             # The template decides how tools are rendered: wait for a worker to report it.
@@ -170,13 +166,13 @@ class ChatServing:
             model.config.generation.max_tokens,
             model.config.max_tokens_limit,
         )
+        keep_special = tools.mode == "auto" and tools.parser in _SPECIAL_MARKER_PARSERS
         params = [
-            sampling_params(request, model.config.generation, max_tokens, i, tools.json_schema, bool(request.logprobs))
+            sampling_params(
+                request, model.config.generation, max_tokens, i, tools.json_schema, bool(request.logprobs), keep_special
+            )
             for i in range(request.n)
         ]
-        if tools.mode == "auto" and tools.parser in _SPECIAL_MARKER_PARSERS:
-            for choice_params in params:
-                choice_params.keep_special_tokens = True
         request_id = response_id("chatcmpl")
         generation = await Generation.start(
             request_id, self.engine, model, [prompt], params, self.metrics, self.timeout
@@ -193,17 +189,10 @@ class ChatServing:
     async def _complete(
         self, generation: Generation, model: str, outputs: list[ChoiceOutput], logprobs: bool
     ) -> ChatCompletion:
-        token_texts: list[list[str]] = [[] for _ in outputs]
-        token_logprobs: list[list[float]] = [[] for _ in outputs]
-        async for index, delta in generation.deltas():
-            if delta.error is not None:
-                raise generation.error_for(delta.error, delta.error_kind)
-            outputs[index].feed(delta.text)
-            if delta.logprobs is not None and delta.token_texts is not None:
-                token_texts[index].extend(delta.token_texts)
-                token_logprobs[index].extend(delta.logprobs)
+        collected = await generation.collect()
         choices = []
-        for i, output in enumerate(outputs):
+        for i, (output, choice) in enumerate(zip(outputs, collected, strict=True)):
+            output.feed(choice.text)
             output.finish()
             calls = [
                 ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
@@ -215,7 +204,7 @@ class ChatServing:
                     index=i,
                     message=message,
                     finish_reason=_finish_reason(generation.finish_reasons[i], output),
-                    logprobs=chat_logprobs(token_texts[i], token_logprobs[i]) if logprobs else None,
+                    logprobs=chat_logprobs(choice.token_texts, choice.logprobs) if logprobs else None,
                 )
             )
         return ChatCompletion(
@@ -272,11 +261,8 @@ class ChatServing:
 
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
             output = outputs[index]
-            logprobs = (
-                chat_logprobs(delta.token_texts, delta.logprobs)
-                if delta.logprobs is not None and delta.token_texts is not None and delta.logprobs
-                else None
-            )
+            tokens, lps = delta.token_texts, delta.logprobs
+            logprobs = chat_logprobs(tokens, lps) if tokens and lps else None
             if output.plain and logprobs is None:
                 if delta.text:
                     yield content[index](delta.text)

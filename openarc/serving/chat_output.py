@@ -104,11 +104,14 @@ class ChoiceOutput:
         if self.has_reasoning and reasoning_parser is not None:
             opened = prompt_tail is not None and think_opened_by_prompt(prompt_tail)
             self._reasoning = REASONING_PARSERS[reasoning_parser](start_in_reasoning=opened)
-        self.called = False
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self._calls_by_index: dict[int, list[str]] = {}
         self._call_heads: dict[int, tuple[str, str]] = {}
+
+    @property
+    def called(self) -> bool:
+        return bool(self._call_heads)
 
     @property
     def plain(self) -> bool:
@@ -150,7 +153,6 @@ class ChoiceOutput:
         if delta.reasoning:
             self.reasoning.append(delta.reasoning)
         for call in delta.calls:
-            self.called = True
             if call.id is not None and call.name is not None:
                 self._call_heads[call.index] = (call.id, call.name)
             self._calls_by_index.setdefault(call.index, []).append(call.arguments)

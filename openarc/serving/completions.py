@@ -63,24 +63,15 @@ class CompletionServing:
             generation.close()
 
     async def _complete(self, generation: Generation, model: str, echoes: list[str], logprobs: bool) -> Completion:
-        texts = [[echo] for echo in echoes]
-        token_texts: list[list[str]] = [[] for _ in echoes]
-        token_logprobs: list[list[float]] = [[] for _ in echoes]
-        async for index, delta in generation.deltas():
-            if delta.error is not None:
-                raise generation.error_for(delta.error, delta.error_kind)
-            texts[index].append(delta.text)
-            if delta.logprobs is not None and delta.token_texts is not None:
-                token_texts[index].extend(delta.token_texts)
-                token_logprobs[index].extend(delta.logprobs)
+        collected = await generation.collect()
         choices = [
             CompletionChoice(
                 index=i,
-                text="".join(parts),
+                text=echoes[i] + choice.text,
                 finish_reason=generation.finish_reasons[i],
-                logprobs=completion_logprobs(token_texts[i], token_logprobs[i], len(echoes[i])) if logprobs else None,
+                logprobs=completion_logprobs(choice.token_texts, choice.logprobs, len(echoes[i])) if logprobs else None,
             )
-            for i, parts in enumerate(texts)
+            for i, choice in enumerate(collected)
         ]
         return Completion(
             id=generation.request_id,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from msgspec import UNSET, UnsetType
 
@@ -27,6 +28,13 @@ from openarc.serving.errors import (
 from openarc.serving.sse import DONE, error_event
 
 log = logging.getLogger("openarc.requests")
+
+
+@dataclass
+class CollectedChoice:
+    text: str
+    token_texts: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
 
 
 class Generation:
@@ -176,14 +184,20 @@ class Generation:
             for item in ready:
                 yield item
 
-    async def collect(self, prefixes: Sequence[str] | None = None) -> list[str]:
-        """Each choice's whole text (after its prefix); an engine error becomes the request's error."""
-        texts = [[prefix] for prefix in prefixes] if prefixes else [[] for _ in self.streams]
+    async def collect(self) -> list[CollectedChoice]:
+        """Each choice's whole text and (if asked for) token logprobs; an engine error becomes the request's error."""
+        texts: list[list[str]] = [[] for _ in self.streams]
+        choices = [CollectedChoice("") for _ in self.streams]
         async for index, delta in self.deltas():
             if delta.error is not None:
                 raise self.error_for(delta.error, delta.error_kind)
             texts[index].append(delta.text)
-        return ["".join(parts) for parts in texts]
+            if delta.logprobs is not None and delta.token_texts is not None:
+                choices[index].token_texts.extend(delta.token_texts)
+                choices[index].logprobs.extend(delta.logprobs)
+        for choice, parts in zip(choices, texts, strict=True):
+            choice.text = "".join(parts)
+        return choices
 
     async def events(
         self,

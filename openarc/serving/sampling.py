@@ -45,6 +45,7 @@ def sampling_params(
     seed_offset: int = 0,
     json_schema: str | None = None,
     logprobs: bool = False,
+    keep_special_tokens: bool = False,
 ) -> SamplingParams:
     """`seed_offset` gives each of n choices its own, still reproducible, random stream."""
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
@@ -64,4 +65,5 @@ def sampling_params(
         ignore_eos=request.ignore_eos,
         json_schema=json_schema,
         logprobs=logprobs,
+        keep_special_tokens=keep_special_tokens,
     )

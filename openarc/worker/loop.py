@@ -102,9 +102,11 @@ class WorkerLoop:
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
         text = TextOutput(request.params.stop, request.params.keep_special_tokens)
-        prepared = PreparedRequest(request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs)
-        prepared.images = images
-        self.waiting.append(prepared)
+        self.waiting.append(
+            PreparedRequest(
+                request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs, images=images
+            )
+        )
 
     def abort(self, rid: int) -> None:
         request = self.active.pop(rid, None)
