@@ -6,15 +6,14 @@ import asyncio
 import base64
 import io
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
 from openarc.serving.images import DecodedImage, ImageError, ImageLimits, decode, load_image
 from tests.server import free_port
+from tests.static_server import Answer, serving
 
 LOCAL = ImageLimits(allow_private_urls=True, fetch_timeout=5)
 
@@ -78,39 +77,13 @@ def test_bad_images_are_refused_with_a_reason(url: str, limits: ImageLimits, fra
 
 @pytest.fixture()
 def image_server() -> Iterator[str]:
-    png = encoded("PNG")
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            if self.path == "/cat.png":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(png)))
-                self.end_headers()
-                self.wfile.write(png)
-            elif self.path == "/hop":
-                self.send_response(302)
-                self.send_header("Location", "/cat.png")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            elif self.path == "/huge":
-                self.send_response(200)
-                self.send_header("Content-Length", str(10**9))
-                self.end_headers()
-            else:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    routes = {
+        "/cat.png": Answer(body=encoded("PNG")),
+        "/hop": Answer(302, headers={"Location": "/cat.png"}),
+        "/huge": Answer(headers={"Content-Length": str(10**9)}),
+    }
+    with serving(routes) as url:
+        yield url
 
 
 def test_fetching_when_the_config_allows_loopback(image_server: str) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.server import Server, free_port, run_server, write_config
+from tests.static_server import Answer, serving
 
 
 def png(size: tuple[int, int] = (56, 56), seed: int = 0) -> bytes:
@@ -41,26 +40,8 @@ def ask(url: str, text: str = "What is in this picture?") -> Any:
 
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[str]:
-    image = png((64, 48), seed=3)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/cat.png" else 404)
-            body = image if self.path == "/cat.png" else b""
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving({"/cat.png": Answer(body=png((64, 48), seed=3))}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
