@@ -143,16 +143,26 @@ def test_forced_tool_call_is_valid_streamed_or_not_and_the_result_turn_answers(
     assert answer.usage.prompt_tokens > response.usage.prompt_tokens + 20
 
 
-def test_auto_tool_choice_never_leaks_markup(agents: Server) -> None:
+def test_auto_tool_choice_parses_the_models_own_call_streamed_or_not(agents: Server) -> None:
+    # Three earlier calls teach SmolLM2 the Hermes format it is shown: greedy, it writes a <tool_call> block itself.
+    history: Any = []
+    for i, city in enumerate(("Paris", "Oslo", "Lima")):
+        arguments = json.dumps({"city": city, "unit": "celsius"})
+        call = {"id": f"call_{i}", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+        history += [{"role": "user", "content": f"Weather in {city}?"}, {"role": "assistant", "tool_calls": [call]}]
+    history.append({"role": "user", "content": "Weather in Rome?"})
+    kwargs: Any = {"model": "smollm2", "messages": history, "tools": [WEATHER_TOOL], "max_tokens": 60, "temperature": 0}
     client = agents.client()
-    response = client.chat.completions.create(
-        model="smollm2", messages=ASK, tools=[WEATHER_TOOL], max_tokens=60, temperature=0
-    )
-    choice: Any = response.choices[0]
-    if choice.message.tool_calls:
-        assert choice.finish_reason == "tool_calls"
-        jsonschema.validate(json.loads(choice.message.tool_calls[0].function.arguments), {"type": "object"})
-    assert "<tool_call>" not in (choice.message.content or "")
+    choice: Any = client.chat.completions.create(**kwargs).choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None, "the markup never reaches content"
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] == "Rome"
+
+    calls, finish, content = streamed_calls(client.chat.completions.create(**kwargs, stream=True))
+    assert (finish, content) == ("tool_calls", "")
+    assert [(c["name"], c["arguments"]) for c in calls] == [(call.function.name, call.function.arguments)]
 
 
 def test_bad_tool_requests_are_400s(agents: Server) -> None:
