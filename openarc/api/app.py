@@ -69,7 +69,7 @@ def build_app(
     app.state.chat = ChatServing(engine, observed, server.request_timeout, image_limits)
     app.state.completions = CompletionServing(engine, observed, server.request_timeout)
     app.state.draining = False
-    app.state.loop_lag = LoopLagMonitor()
+    app.state.loop_lag = LoopLagMonitor(busy=lambda: engine.in_flight > 0)
     return app
 
 

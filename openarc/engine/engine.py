@@ -165,6 +165,11 @@ class Engine:
         # A model unloaded for idleness is ready in the sense that counts: its next request reloads it.
         return all(model.ready or model.unloaded for model in self.models.values())
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to workers and not finished, over all models."""
+        return sum(model.outstanding for model in self.models.values())
+
     def get(self, model_id: str) -> ServedModel | None:
         return self.models.get(model_id)
 
