@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from openarc import __version__, cli_pull, convert
+from openarc import __version__, cli_pull, convert, event_loop
 from openarc.cli_models import add_commands
 from openarc.client import DaemonError
 from openarc.config import Config, ConfigError, load_config
@@ -36,7 +35,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from openarc.server import serve
 
     try:
-        asyncio.run(serve(config, Path(args.config)))
+        loop = event_loop.resolve(config.server.event_loop)
+    except event_loop.EventLoopUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        event_loop.run(serve(config, Path(args.config)), loop)
     except OSError as exc:
         print(f"openarc: cannot serve on {config.server.host}:{config.server.port}: {exc}", file=sys.stderr)
         return 1

@@ -55,6 +55,8 @@ class ServerConfig(ConfigStruct):
     # Serve HTTPS with these PEM files (both or neither); relative paths are relative to the config file.
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    # The HTTP process's event loop: auto takes uvloop where it is installed (a dependency except on Windows).
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 class SchedulerConfig(ConfigStruct):

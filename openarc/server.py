@@ -44,6 +44,10 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
 async def serve(config: Config, config_path: Path | None = None) -> None:
     server = config.server
     engine = Engine(config.models, server.log_level, server.model_cache_dir, server.models_dir)
@@ -93,7 +97,7 @@ async def serve(config: Config, config_path: Path | None = None) -> None:
     engine.start()
     app.state.loop_lag.start()
     try:
-        log.info("serving on %s://%s", scheme, hypercorn.bind[0])
+        log.info("serving on %s://%s (%s event loop)", scheme, hypercorn.bind[0], _loop_name(loop))
         await hypercorn_serve(app, hypercorn, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
     finally:
         log.info("stopping workers")
