@@ -33,6 +33,10 @@ from openarc.ipc import (
 log = logging.getLogger("openarc.engine")
 
 RESTART_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Streams woken per event-loop turn when a step report arrives (see `_deliver`).
+DELIVERY_SLICE = 16
+# What `python -m` runs for a worker (benchmarks/paced_server.py swaps in a worker without a model).
+WORKER_MODULE = "openarc.worker"
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -152,7 +156,7 @@ class Replica:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "openarc.worker",
+                WORKER_MODULE,
                 "--fd",
                 str(child.fileno()),
                 "--log-level",
@@ -179,7 +183,7 @@ class Replica:
             while True:
                 event = await self._read_event(reader)
                 if isinstance(event, StepReport):
-                    self._deliver(event)
+                    await self._deliver(event)
         finally:
             self._writer.close()
             self.fail_streams(f"the worker for {self.name} stopped unexpectedly")
@@ -206,15 +210,22 @@ class Replica:
             self._process.kill()
             return await self._process.wait()
 
-    def _deliver(self, report: StepReport) -> None:
+    async def _deliver(self, report: StepReport) -> None:
         self.stats = report.stats
-        for output in report.outputs:
-            stream = self.streams.get(output.rid)
-            if stream is None:
-                continue  # aborted by the HTTP side; the worker learns it with its next command read
-            stream.push(output)
-            if stream.finished:
-                del self.streams[output.rid]
+        outputs = report.outputs
+        for start in range(0, len(outputs), DELIVERY_SLICE):
+            if start:
+                # Let the streams woken so far write before waking more: one step of a large batch would otherwise
+                # hold the loop for all its streams' writes at once, and everything else (a new request's
+                # admission, a health probe) would wait behind them.
+                await asyncio.sleep(0)
+            for output in outputs[start : start + DELIVERY_SLICE]:
+                stream = self.streams.get(output.rid)
+                if stream is None:
+                    continue  # aborted by the HTTP side; the worker learns it with its next command read
+                stream.push(output)
+                if stream.finished:
+                    del self.streams[output.rid]
         if not self.streams:
             self.idle.set()
 
