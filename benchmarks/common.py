@@ -53,6 +53,8 @@ class Result:
     e2e_ms: list[float] = field(default_factory=list, repr=False)
     errors: int = 0
     malformed_chunks: int = 0
+    # Streams whose chunks carried more than one `created` (not an error; see serving_bench.StreamCheck).
+    created_changed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:

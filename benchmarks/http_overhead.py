@@ -10,7 +10,6 @@ ratios on a shared 2-core machine: use it to judge a change to the per-token pat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -25,7 +24,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.run import ROOT
+from benchmarks.run import ROOT, run_async
 
 
 def start(workdir: Path, port: int, step_ms: float, event_loop: str) -> subprocess.Popen[bytes]:
@@ -61,7 +60,7 @@ def measure(url: str, concurrency: int, total: int, max_tokens: int) -> dict[str
     httpx.get(f"{url}/openarc/runtime?reset=1")
     before = httpx.get(f"{url}/openarc/runtime").json()
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    result = asyncio.run(serving_bench.run(url, "bench", concurrency, total, max_tokens, target="paced"))
+    result = run_async(serving_bench.run(url, "bench", concurrency, total, max_tokens, target="paced"))
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     after = httpx.get(f"{url}/openarc/runtime").json()
     tokens = max(result.output_tokens, 1)
@@ -93,7 +92,7 @@ def main() -> None:
         server = start(Path(tmp), args.port, args.step_ms, args.event_loop)
         url = f"http://127.0.0.1:{args.port}"
         try:
-            asyncio.run(serving_bench.run(url, "bench", 4, 8, 8))  # warm-up
+            run_async(serving_bench.run(url, "bench", 4, 8, 8))  # warm-up
             for concurrency in args.concurrency:
                 total = max(concurrency * args.requests_per_slot, 16)
                 rows.append(measure(url, concurrency, total, args.max_tokens))

@@ -3,8 +3,9 @@
     python -m benchmarks.run                       # C = 1, 4, 16, 64 on the demo model
     python -m benchmarks.run --peer-url http://127.0.0.1:8080 --peer-model smollm2   # e.g. llama-server
 
-Engine and server levels alternate (the engine process idles while the server is measured and the other way
-round), so both see the same machine. Also measured: cold start (process start to /ready) with an empty
+Engine, server and peer alternate, level by level and round by round (`--rounds`, default 3; the median run
+is reported with every run's tok/s beside it): each process idles while another is measured, and a slow spell
+of a shared machine hits all targets alike. Also measured: cold start (process start to /ready) with an empty
 OpenVINO model cache, warm start with it filled, HTTP-process event-loop lag, HTTP-process CPU seconds per
 1,000 generated tokens, and the RSS of the HTTP process and of each worker. Writes JSON and a markdown table
 to benchmarks/results/.
@@ -13,7 +14,6 @@ to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -21,13 +21,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
 
 from benchmarks import serving_bench
+from openarc import event_loop
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -83,10 +87,26 @@ class Server:
         return httpx.get(f"{self.url}{path}", timeout=10).json()
 
 
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    # The load generator on uvloop too: its CPU comes out of the same two cores as the server's.
+    return event_loop.run(work, event_loop.resolve("auto"))
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, whole (so its latencies belong together), plus every run's tok/s."""
+    ordered = sorted(runs, key=lambda run: run["output_tokens_per_s"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["extra"] = {**chosen["extra"], "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs]}
+    # Errors anywhere count, not only in the chosen run.
+    for key in ("errors", "malformed_chunks", "created_changed"):
+        chosen[key] = sum(run.get(key, 0) for run in runs)
+    return chosen
+
+
 def measure_server(server: Server, concurrency: int, total: int, max_tokens: int) -> dict[str, Any]:
     server.get("/openarc/runtime?reset=1")
     before = server.get("/openarc/runtime")
-    result = asyncio.run(serving_bench.run(server.url, "bench", concurrency, total, max_tokens, target="openarc"))
+    result = run_async(serving_bench.run(server.url, "bench", concurrency, total, max_tokens, target="openarc"))
     after = server.get("/openarc/runtime")
     workers = server.get("/openarc/models")["data"][0]["replicas"]
     summary = result.summary()
@@ -106,30 +126,47 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
         by_level.setdefault(row["concurrency"], {})[row["target"]] = row
     lines = [
         "| C | engine tok/s | OpenArc tok/s | OpenArc / engine | peer tok/s | TTFT p50 engine / OpenArc / peer (ms) "
-        "| ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) | HTTP CPU s per 1k tok | errors / malformed |",
+        "| ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) | HTTP CPU s per 1k tok "
+        "| errors / malformed (OpenArc, peer) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level, targets in sorted(by_level.items()):
         engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
         ratio = ours["output_tokens_per_s"] / engine["output_tokens_per_s"] if engine else float("nan")
         lag = ours["extra"]["loop_lag_ms"]
-        malformed = ours["malformed_chunks"] + peer.get("malformed_chunks", 0)
         lines.append(
-            f"| {level} | {engine.get('output_tokens_per_s', '-')} | {ours['output_tokens_per_s']} | {ratio:.1%} "
-            f"| {peer.get('output_tokens_per_s', '-')} "
+            f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio:.1%} | {_rate(peer)} "
             f"| {engine.get('ttft_p50_ms', '-')} / {ours['ttft_p50_ms']} / {peer.get('ttft_p50_ms', '-')} "
             f"| {ours['itl_p50_ms']} / {ours['itl_p95_ms']} "
             f"| {lag.get('p50_ms')} / {lag.get('p99_ms')} / {lag.get('max_ms')} "
             f"| {ours['extra']['http_cpu_seconds_per_1k_tokens']} "
-            f"| {ours['errors'] + peer.get('errors', 0)} / {malformed} |"
+            f"| {ours['errors']} / {ours['malformed_chunks']}, {peer.get('errors', '-')} / "
+            f"{peer.get('malformed_chunks', '-')} |"
         )
     last = by_level[max(by_level)]["openarc"]["extra"]
+    rounds = len(last["tokens_per_s_runs"])
     lines.append("")
     lines.append(
+        f"tok/s: median of {rounds} runs per target and level (all runs in brackets), targets alternating. "
         f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
         f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
     )
+    deviations = {row["target"]: row["created_changed"] for row in rows if row.get("created_changed")}
+    if deviations:
+        lines.append(
+            "Streams whose chunks changed `created` (OpenAI keeps one per stream; counted, not errors): "
+            + ", ".join(f"{target} {count}" for target, count in sorted(deviations.items()))
+            + "."
+        )
     return "\n".join(lines)
+
+
+def _rate(row: dict[str, Any]) -> str:
+    if not row:
+        return "-"
+    runs = row["extra"].get("tokens_per_s_runs", [])
+    spread = f" [{', '.join(f'{r:g}' for r in runs)}]" if len(runs) > 1 else ""
+    return f"{row['output_tokens_per_s']}{spread}"
 
 
 def main() -> None:
@@ -138,6 +175,7 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16) requests per level")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="runs per target and level; the median is reported")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--peer-url", help="another OpenAI-compatible server to measure in the same pass")
     parser.add_argument("--peer-model", default="smollm2")
@@ -170,21 +208,27 @@ def main() -> None:
         try:
             assert engine.stdout.readline().strip() == "ready"
             # Warm the server the way the engine process warmed itself.
-            asyncio.run(serving_bench.run(server.url, "bench", 4, 4, 8))
+            run_async(serving_bench.run(server.url, "bench", 4, 4, 8))
             for concurrency in args.concurrency:
                 total = max(concurrency * args.requests_per_slot, 16)
-                engine.stdin.write(f"{concurrency} {total}\n")
-                engine.stdin.flush()
-                rows.append(json.loads(engine.stdout.readline()))
-                rows.append(measure_server(server, concurrency, total, args.max_tokens))
-                if args.peer_url:
-                    peer = asyncio.run(
-                        serving_bench.run(
-                            args.peer_url, args.peer_model, concurrency, total, args.max_tokens, target="peer"
+                runs: dict[str, list[dict[str, Any]]] = {"engine": [], "openarc": [], "peer": []}
+                # Rounds alternate the targets, so a slow spell of the machine hits each of them alike.
+                for _ in range(args.rounds):
+                    engine.stdin.write(f"{concurrency} {total}\n")
+                    engine.stdin.flush()
+                    runs["engine"].append(json.loads(engine.stdout.readline()))
+                    runs["openarc"].append(measure_server(server, concurrency, total, args.max_tokens))
+                    if args.peer_url:
+                        peer = run_async(
+                            serving_bench.run(
+                                args.peer_url, args.peer_model, concurrency, total, args.max_tokens, target="peer"
+                            )
                         )
-                    )
-                    rows.append(peer.summary())
-                print(json.dumps(rows[-1]), file=sys.stderr)
+                        runs["peer"].append(peer.summary())
+                for target_runs in runs.values():
+                    if target_runs:
+                        rows.append(median_run(target_runs))
+                        print(json.dumps(rows[-1]), file=sys.stderr)
         finally:
             engine.stdin.close()
             engine.wait(60)

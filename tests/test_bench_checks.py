@@ -1,0 +1,61 @@
+"""The load generator's stream checks and the runner's median: what the performance figures rest on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.run import median_run
+from benchmarks.serving_bench import Malformed, StreamCheck
+
+
+def chunk(content: str | None = None, role: str | None = None, finish: str | None = None, **fields: object) -> bytes:
+    delta = {k: v for k, v in (("role", role), ("content", content)) if v is not None}
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 100, "model": "m"}
+    return json.dumps({**base, **fields, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).encode()
+
+
+def test_a_well_formed_stream_passes_and_counts_content() -> None:
+    check = StreamCheck()
+    assert not check.feed(chunk(role="assistant", content=""))
+    assert check.feed(chunk("Hel")) and check.feed(chunk("lo"))
+    assert not check.feed(chunk(finish="stop"))
+    check.feed(b"[DONE]")
+    assert check.done and check.content_chunks == 2 and not check.created_changed
+
+
+def test_a_changing_created_is_a_deviation_but_a_changing_id_is_malformed() -> None:
+    check = StreamCheck()
+    check.feed(chunk(role="assistant"))
+    check.feed(chunk("a", created=101))
+    assert check.created_changed
+    with pytest.raises(Malformed, match="id changed"):
+        check.feed(chunk("b", id="c2"))
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [chunk("no role first")],
+        [chunk(role="assistant"), b"[DONE]"],  # no finish_reason
+        [chunk(role="assistant", finish="stop"), chunk("after the end")],
+        [chunk(role="assistant"), b'{"id": "c1", "object": "chat.completion.chunk", "choices": 3}'],
+    ],
+)
+def test_malformed_streams_are_caught(frames: list[bytes]) -> None:
+    check = StreamCheck()
+    with pytest.raises(Malformed):
+        for frame in frames:
+            check.feed(frame)
+
+
+def test_median_run_keeps_the_middle_run_whole_and_counts_every_error() -> None:
+    runs = [
+        {"output_tokens_per_s": rate, "ttft_p50_ms": rate / 10, "errors": errors, "malformed_chunks": 0, "extra": {}}
+        for rate, errors in ((90.0, 0), (70.0, 1), (80.0, 0))
+    ]
+    chosen = median_run(runs)
+    assert (chosen["output_tokens_per_s"], chosen["ttft_p50_ms"]) == (80.0, 8.0)
+    assert chosen["errors"] == 1
+    assert chosen["extra"]["tokens_per_s_runs"] == [90.0, 70.0, 80.0]
