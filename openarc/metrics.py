@@ -6,11 +6,13 @@ Latencies and token counts are observed by the serving layer as requests finish;
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from openarc.engine.engine import Engine
 
@@ -29,13 +31,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.inter_token_latency = Histogram(
+        self.inter_token_latency = HotHistogram(
             "openarc:inter_token_latency_seconds",
             "Time between tokens as delivered (per token, averaged within a delivery).",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            "model_name",
+            _LATENCY_BUCKETS,
         )
+        self.registry.register(self.inter_token_latency)
         self.e2e_request_latency = Histogram(
             "openarc:e2e_request_latency_seconds",
             "Time from a request's start to its end.",
@@ -86,3 +88,51 @@ class EngineCollector(Collector):
                 kv_usage.add_metric([model.id, replica.name], replica.stats.kv_cache_usage / 100)
                 restarts.add_metric([model.id, replica.name], replica.restarts)
         yield from (running, waiting, kv_usage, restarts)
+
+
+class HotSeries:
+    """One label value's bucket counts (not cumulative) and sum."""
+
+    __slots__ = ("_bounds", "counts", "total")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # The first bound >= value: Prometheus buckets are "less than or equal".
+        self.counts[bisect_left(self._bounds, value)] += 1
+        self.total += value
+
+
+class HotHistogram(Collector):
+    """A histogram for the per-token path (observed at every delivery of every stream).
+
+    prometheus_client's Histogram takes a lock for the sum and for a bucket and walks the bounds in Python on
+    every observation; this one bisects and adds, and builds the same exposition only when scraped. It is
+    used from the event loop alone, which is also where /metrics is rendered, so no lock is needed.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self._bounds = sorted(float(b) for b in buckets)
+        self._series: dict[str, HotSeries] = {}
+
+    def labels(self, value: str) -> HotSeries:
+        series = self._series.get(value)
+        if series is None:
+            series = self._series[value] = HotSeries(self._bounds)
+        return series
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, series in self._series.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip([*self._bounds, float("inf")], series.counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            family.add_metric([value], buckets, series.total)
+        yield family
