@@ -7,7 +7,7 @@ Latencies and token counts are observed by the serving layer as requests finish;
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -16,6 +16,8 @@ from prometheus_client.utils import floatToGoString
 
 from openarc.engine.engine import Engine
 
+# How Prometheus spells a bucket bound ("+Inf", "0.005", "1e+06"); the library leaves it untyped.
+_bound_label: Callable[[float], str] = floatToGoString
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0)
 _REQUEST_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0)
 
@@ -133,6 +135,6 @@ class HotHistogram(Collector):
             cumulative, buckets = 0, []
             for bound, count in zip([*self._bounds, float("inf")], series.counts, strict=True):
                 cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
+                buckets.append((_bound_label(bound), cumulative))
             family.add_metric([value], buckets, series.total)
         yield family
