@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from openarc.event_loop import EventLoopChoice
 from openarc.hub import is_hub_source, parse_repo
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
@@ -56,7 +57,7 @@ class ServerConfig(ConfigStruct):
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     # The HTTP process's event loop: auto takes uvloop where it is installed (a dependency except on Windows).
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    event_loop: EventLoopChoice = "auto"
 
 
 class SchedulerConfig(ConfigStruct):
