@@ -23,7 +23,7 @@ def load(model: str, properties: dict[str, Any] | None = None) -> Any:
     return openvino_genai.ContinuousBatchingPipeline(model, scheduler, "CPU", properties or {})
 
 
-def run(pipe: Any, concurrency: int, total: int, max_tokens: int) -> Result:
+def run(pipe: Any, concurrency: int, total: int, max_tokens: int, first: int = 0) -> Result:
     tokenizer = pipe.get_tokenizer()
     base = pipe.get_config()
     config = openvino_genai.GenerationConfig()
@@ -43,7 +43,8 @@ def run(pipe: Any, concurrency: int, total: int, max_tokens: int) -> Result:
     while finished < total:
         while submitted < total and len(live) < concurrency:
             started = time.perf_counter()
-            live[submitted] = [pipe.add_request(submitted, encode(submitted), config), started, None, 0]
+            prompt = encode(first + submitted)
+            live[submitted] = [pipe.add_request(submitted, prompt, config), started, None, 0]
             submitted += 1
         pipe.step()
         now = time.perf_counter()
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--stdin", action="store_true", help="run one level per 'C N' line read from stdin")
+    parser.add_argument("--stdin", action="store_true", help="run one level per 'C N FIRST' line read from stdin")
     args = parser.parse_args()
     pipe = load(args.model)
     run(pipe, 4, 4, 8)  # warm-up: first inferences compile kernels
@@ -82,8 +83,8 @@ def main() -> None:
         # The runner keeps this process loaded and idle between levels, so engine and server alternate.
         print("ready", flush=True)
         for line in sys.stdin:
-            concurrency, total = map(int, line.split())
-            print(json.dumps(run(pipe, concurrency, total, args.max_tokens).summary()), flush=True)
+            concurrency, total, first = map(int, line.split())
+            print(json.dumps(run(pipe, concurrency, total, args.max_tokens, first).summary()), flush=True)
         return
     for concurrency in args.concurrency:
         total = max(concurrency * args.requests_per_slot, 16)

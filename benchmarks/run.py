@@ -32,6 +32,8 @@ from benchmarks import serving_bench
 from openarc import event_loop
 
 T = TypeVar("T")
+# Warm-ups use the prompts numbered below this.
+FIRST_MEASURED_PROMPT = 1000
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,20 +95,29 @@ def run_async(work: Coroutine[Any, Any, T]) -> T:
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median throughput, whole (so its latencies belong together), plus every run's tok/s."""
+    """The run with the median throughput, with TTFT p50 replaced by the median over runs (the two need not come
+    from the same run), plus every run's tok/s and TTFT p50."""
     ordered = sorted(runs, key=lambda run: run["output_tokens_per_s"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
-    chosen["extra"] = {**chosen["extra"], "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs]}
+    ttfts = [run["ttft_p50_ms"] for run in runs]
+    chosen["ttft_p50_ms"] = sorted(ttfts)[(len(ttfts) - 1) // 2]
+    chosen["extra"] = {
+        **chosen["extra"],
+        "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs],
+        "ttft_p50_ms_runs": ttfts,
+    }
     # Errors anywhere count, not only in the chosen run.
     for key in ("errors", "malformed_chunks", "created_changed"):
         chosen[key] = sum(run.get(key, 0) for run in runs)
     return chosen
 
 
-def measure_server(server: Server, concurrency: int, total: int, max_tokens: int) -> dict[str, Any]:
+def measure_server(server: Server, concurrency: int, total: int, max_tokens: int, first: int) -> dict[str, Any]:
     server.get("/openarc/runtime?reset=1")
     before = server.get("/openarc/runtime")
-    result = run_async(serving_bench.run(server.url, "bench", concurrency, total, max_tokens, target="openarc"))
+    result = run_async(
+        serving_bench.run(server.url, "bench", concurrency, total, max_tokens, target="openarc", first=first)
+    )
     after = server.get("/openarc/runtime")
     workers = server.get("/openarc/models")["data"][0]["replicas"]
     summary = result.summary()
@@ -147,7 +158,8 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     rounds = len(last["tokens_per_s_runs"])
     lines.append("")
     lines.append(
-        f"tok/s: median of {rounds} runs per target and level (all runs in brackets), targets alternating. "
+        f"tok/s and TTFT p50: medians of {rounds} runs per target and level (every run's tok/s in brackets), "
+        "targets alternating, fresh prompts each run. "
         f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
         f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
     )
@@ -209,22 +221,31 @@ def main() -> None:
             assert engine.stdout.readline().strip() == "ready"
             # Warm the server the way the engine process warmed itself.
             run_async(serving_bench.run(server.url, "bench", 4, 4, 8))
+            first = FIRST_MEASURED_PROMPT
             for concurrency in args.concurrency:
                 total = max(concurrency * args.requests_per_slot, 16)
                 runs: dict[str, list[dict[str, Any]]] = {"engine": [], "openarc": [], "peer": []}
-                # Rounds alternate the targets, so a slow spell of the machine hits each of them alike.
+                # Rounds alternate the targets, so a slow spell of the machine hits each of them alike. Each round
+                # has prompts of its own: a later round must not find an earlier one's in the prefix cache.
                 for _ in range(args.rounds):
-                    engine.stdin.write(f"{concurrency} {total}\n")
+                    engine.stdin.write(f"{concurrency} {total} {first}\n")
                     engine.stdin.flush()
                     runs["engine"].append(json.loads(engine.stdout.readline()))
-                    runs["openarc"].append(measure_server(server, concurrency, total, args.max_tokens))
+                    runs["openarc"].append(measure_server(server, concurrency, total, args.max_tokens, first))
                     if args.peer_url:
                         peer = run_async(
                             serving_bench.run(
-                                args.peer_url, args.peer_model, concurrency, total, args.max_tokens, target="peer"
+                                args.peer_url,
+                                args.peer_model,
+                                concurrency,
+                                total,
+                                args.max_tokens,
+                                target="peer",
+                                first=first,
                             )
                         )
                         runs["peer"].append(peer.summary())
+                    first += total
                 for target_runs in runs.values():
                     if target_runs:
                         rows.append(median_run(target_runs))

@@ -225,7 +225,10 @@ async def run(
     max_tokens: int,
     api_key: str | None = None,
     target: str = "server",
+    first: int = 0,
 ) -> Result:
+    """`first`: the number of the first prompt; runs that must not find each other's prompts in the prefix
+    cache use different ranges."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     result = Result(target, concurrency, total, 0, 0.0)
     bodies = [
@@ -240,7 +243,7 @@ async def run(
                 "stream_options": {"include_usage": True},
             }
         ).encode()
-        for i in range(total)
+        for i in range(first, first + total)
     ]
     queue = iter(bodies)
 
