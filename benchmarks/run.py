@@ -163,7 +163,10 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
         f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
         f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
     )
-    deviations = {row["target"]: row["created_changed"] for row in rows if row.get("created_changed")}
+    deviations: dict[str, int] = {}
+    for row in rows:
+        if row.get("created_changed"):
+            deviations[row["target"]] = deviations.get(row["target"], 0) + row["created_changed"]
     if deviations:
         lines.append(
             "Streams whose chunks changed `created` (OpenAI keeps one per stream; counted, not errors): "
