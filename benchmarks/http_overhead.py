@@ -16,15 +16,15 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.run import ROOT, run_async
+from benchmarks.run import ROOT, run_async, wait_until_ready
+from openarc.event_loop import EventLoopChoice
 
 
 def start(workdir: Path, port: int, step_ms: float, event_loop: str) -> subprocess.Popen[bytes]:
@@ -44,16 +44,8 @@ def start(workdir: Path, port: int, step_ms: float, event_loop: str) -> subproce
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.paced_server", "serve", "--config", str(config)], cwd=ROOT, env=env
     )
-    url = f"http://127.0.0.1:{port}"
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the paced server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    wait_until_ready(process, f"http://127.0.0.1:{port}", "its output above")
+    return process
 
 
 def measure(url: str, concurrency: int, total: int, max_tokens: int) -> dict[str, Any]:
@@ -84,7 +76,7 @@ def main() -> None:
     parser.add_argument("--step-ms", type=float, default=50.0, help="the paced worker's time per step")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests-per-slot", type=int, default=4)
-    parser.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"])
+    parser.add_argument("--event-loop", default="auto", choices=get_args(EventLoopChoice))
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
     rows = []

@@ -49,6 +49,19 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, log_name: str) -> None:
+    """Poll /ready until it answers 200; fail at once if the server process exits meanwhile."""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}; see {log_name}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+
+
 class Server:
     def __init__(self, model: Path, workdir: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
@@ -70,15 +83,8 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "openarc", "serve", "--config", str(self.config)], stdout=self.log, stderr=self.log
         )
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        wait_until_ready(self.process, self.url, self.log.name)
+        return time.perf_counter() - started
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
