@@ -2,8 +2,8 @@
 
 Every SSE chunk is decoded into the chat.completion.chunk shape (msgspec, so a wrong type is caught) and
 checked: one id and `created` per stream, `role` in the first delta, `finish_reason` last, `[DONE]` at the
-end. A lean asyncio HTTP/1.1 client is used instead of an SDK: on a 2-core machine the load generator's own
-CPU would otherwise be taken from the server it measures.
+end. A lean HTTP/1.1 client (benchmarks/http_client.py) is used instead of an SDK: on a 2-core machine the
+load generator's own CPU is taken from the server it measures.
 
     python benchmarks/serving_bench.py --url http://127.0.0.1:8000 --model smollm2 -c 1 4 16 64
 """
@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import json
 import time
-from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from benchmarks.common import Result, prompt_messages
+from benchmarks.http_client import Connection
 from openarc import event_loop
 
 
@@ -112,107 +111,61 @@ class StreamCheck:
         return has_content
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection, reopened when the server closes it."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.path = parts.path.rstrip("/") + "/v1/chat/completions"
-        self.head = f"POST {self.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n" + "".join(
-            f"{name}: {value}\r\n" for name, value in headers.items()
-        )
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, body: bytes) -> tuple[bytes, dict[str, str], asyncio.StreamReader]:
-        reused = self.writer is not None and not self.writer.is_closing()
-        status = await self._send(body)
-        if not status and reused:
-            # The server closed the idle keep-alive connection before reading this request (llama.cpp's
-            # server does, without saying "Connection: close"): send it again on a new one, as HTTP clients do.
-            self.close()
-            status = await self._send(body)
-        if not status:
-            raise ConnectionResetError("the server closed the connection")
-        assert self.reader is not None and self.writer is not None
-        headers = {}
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("connection", "").lower() == "close":
-            self.writer.close()  # after this response; the data already buffered is still read
-        return status, headers, self.reader
-
-    async def _send(self, body: bytes) -> bytes:
-        """Write the request and read the status line (b"" if the connection was closed)."""
-        if self.writer is None or self.writer.is_closing():
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        head = self.head + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        try:
-            self.writer.write(head.encode() + body)
-            return await self.reader.readline()
-        except ConnectionResetError:
-            return b""
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+def connect(url: str, headers: dict[str, str]) -> Connection:
+    return Connection(url, "/v1/chat/completions", headers)
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> Any:
-    """Yield the response body as it arrives, de-chunked."""
-    if headers.get("transfer-encoding", "").lower() != "chunked":
-        length = int(headers.get("content-length", "-1"))
-        yield await (reader.readexactly(length) if length >= 0 else reader.read())
-        return
-    while True:
-        size = int((await reader.readline()).split(b";")[0], 16)
-        if size == 0:
-            await reader.readline()
+class StreamRecorder:
+    """One request's response: checks every SSE frame as it arrives and times the content frames."""
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        self.started = time.perf_counter()
+        self.status = 0
+        self.check = StreamCheck()
+        self._pending = b""
+        self._last: float | None = None
+
+    def head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+
+    def body(self, data: bytes) -> None:
+        if self.status != 200:
             return
-        data = await reader.readexactly(size)
-        await reader.readexactly(2)
-        yield data
+        *frames, self._pending = (self._pending + data).split(b"\n\n")
+        for frame in frames:
+            if not frame.startswith(b"data: "):
+                raise Malformed(f"not an SSE data frame: {frame[:80]!r}")
+            if self.check.feed(frame[6:]):
+                now = time.perf_counter()
+                if self._last is None:
+                    self.result.ttft_ms.append((now - self.started) * 1000)
+                else:
+                    self.result.itl_ms.append((now - self._last) * 1000)
+                self._last = now
+
+    def end(self) -> None:
+        if not self.check.done or self._pending.strip():
+            raise Malformed("the stream ended without [DONE]")
+        result, check = self.result, self.check
+        result.e2e_ms.append((time.perf_counter() - self.started) * 1000)
+        result.created_changed += check.created_changed
+        result.output_tokens += check.usage.completion_tokens if check.usage else check.content_chunks
 
 
 async def one_stream(connection: Connection, body: bytes, result: Result) -> None:
-    started = time.perf_counter()
+    recorder = StreamRecorder(result)
     try:
-        status, headers, reader = await connection.post(body)
-        if b" 200 " not in status:
-            async for _ in _read_body(reader, headers):
-                pass
+        await connection.post(body, recorder)
+        if recorder.status != 200:
             result.errors += 1
             return
-        check = StreamCheck()
-        buffer = b""
-        last: float | None = None
-        async for data in _read_body(reader, headers):
-            buffer += data
-            *frames, buffer = buffer.split(b"\n\n")
-            for frame in frames:
-                if not frame.startswith(b"data: "):
-                    raise Malformed(f"not an SSE data frame: {frame[:80]!r}")
-                if check.feed(frame[6:]):
-                    now = time.perf_counter()
-                    if last is None:
-                        result.ttft_ms.append((now - started) * 1000)
-                    else:
-                        result.itl_ms.append((now - last) * 1000)
-                    last = now
-        if not check.done or buffer.strip():
-            raise Malformed("the stream ended without [DONE]")
-        result.e2e_ms.append((time.perf_counter() - started) * 1000)
-        result.created_changed += check.created_changed
-        result.output_tokens += check.usage.completion_tokens if check.usage else check.content_chunks
+        recorder.end()
     except Malformed:
         result.malformed_chunks += 1
         result.errors += 1
         connection.close()
-    except (OSError, asyncio.IncompleteReadError, ValueError):
+    except (OSError, ValueError):
         result.errors += 1
         connection.close()
 
@@ -248,7 +201,7 @@ async def run(
     queue = iter(bodies)
 
     async def worker() -> None:
-        connection = Connection(url, headers)
+        connection = connect(url, headers)
         try:
             for body in queue:
                 await one_stream(connection, body, result)

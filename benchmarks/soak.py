@@ -67,7 +67,7 @@ async def _load(url: str, model: str, concurrency: int, seconds: float, max_toke
     counter = iter(range(10**12))
 
     async def worker() -> None:
-        connection = serving_bench.Connection(url, {})
+        connection = serving_bench.connect(url, {})
         try:
             while time.perf_counter() < deadline:
                 i = next(counter)
