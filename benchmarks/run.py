@@ -3,12 +3,15 @@
     python -m benchmarks.run                       # C = 1, 4, 16, 64 on the demo model
     python -m benchmarks.run --peer-url http://127.0.0.1:8080 --peer-model smollm2   # e.g. llama-server
 
-Engine, server and peer alternate, level by level and round by round (`--rounds`, default 3; the median run
-is reported with every run's tok/s beside it): each process idles while another is measured, and a slow spell
-of a shared machine hits all targets alike. Also measured: cold start (process start to /ready) with an empty
-OpenVINO model cache, warm start with it filled, HTTP-process event-loop lag, HTTP-process CPU seconds per
-1,000 generated tokens, and the RSS of the HTTP process and of each worker. Writes JSON and a markdown table
-to benchmarks/results/.
+Engine, server and peer alternate, level by level and round by round (`--rounds`, default 5; the median run
+is reported with every run's tok/s beside it): each process idles while another is measured. Rounds run the
+targets in turn and then in reverse (engine, OpenArc, peer; peer, OpenArc, engine; ...), so a machine that
+slows down or speeds up over minutes favours none of them, and OpenArc / engine is the median of each
+round's own ratio: a shared VM's speed moves ±10% from one minute to the next, more than the gap measured.
+
+Also measured: cold start (process start to /ready) with an empty OpenVINO model cache, warm start with it
+filled, HTTP-process event-loop lag, HTTP-process CPU seconds per 1,000 generated tokens, and the RSS of the
+HTTP process and of each worker. Writes JSON and a markdown table to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -100,13 +103,17 @@ def run_async(work: Coroutine[Any, Any, T]) -> T:
     return event_loop.run(work, event_loop.resolve("auto"))
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[(len(values) - 1) // 2]
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median throughput, with TTFT p50 replaced by the median over runs (the two need not come
     from the same run), plus every run's tok/s and TTFT p50."""
     ordered = sorted(runs, key=lambda run: run["output_tokens_per_s"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     ttfts = [run["ttft_p50_ms"] for run in runs]
-    chosen["ttft_p50_ms"] = sorted(ttfts)[(len(ttfts) - 1) // 2]
+    chosen["ttft_p50_ms"] = median(ttfts)
     chosen["extra"] = {
         **chosen["extra"],
         "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs],
@@ -116,6 +123,14 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("errors", "malformed_chunks", "created_changed"):
         chosen[key] = sum(run.get(key, 0) for run in runs)
     return chosen
+
+
+def paired_ratios(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[float]:
+    """Each round's throughput over the baseline's in the same round."""
+    return [
+        round(run["output_tokens_per_s"] / base["output_tokens_per_s"], 4)
+        for run, base in zip(runs, baseline, strict=True)
+    ]
 
 
 def measure_server(server: Server, concurrency: int, total: int, max_tokens: int, first: int) -> dict[str, Any]:
@@ -137,22 +152,30 @@ def measure_server(server: Server, concurrency: int, total: int, max_tokens: int
     return summary
 
 
+def measure_peer(url: str, model: str, concurrency: int, total: int, max_tokens: int, first: int) -> dict[str, Any]:
+    return run_async(
+        serving_bench.run(url, model, concurrency, total, max_tokens, target="peer", first=first)
+    ).summary()
+
+
 def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     by_level: dict[int, dict[str, dict[str, Any]]] = {}
     for row in rows:
         by_level.setdefault(row["concurrency"], {})[row["target"]] = row
     lines = [
-        "| C | engine tok/s | OpenArc tok/s | OpenArc / engine | peer tok/s | TTFT p50 engine / OpenArc / peer (ms) "
-        "| ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) | HTTP CPU s per 1k tok "
-        "| errors / malformed (OpenArc, peer) |",
+        "| C | engine tok/s | OpenArc tok/s | OpenArc / engine (per round) | peer tok/s "
+        "| TTFT p50 engine / OpenArc / peer (ms) | ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) "
+        "| HTTP CPU s per 1k tok | errors / malformed (OpenArc, peer) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level, targets in sorted(by_level.items()):
         engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
-        ratio = ours["output_tokens_per_s"] / engine["output_tokens_per_s"] if engine else float("nan")
+        ratios = ours["extra"].get("engine_ratio_runs", [])
+        spread = f" [{', '.join(f'{r:.1%}' for r in ratios)}]" if len(ratios) > 1 else ""
+        ratio = f"{median(ratios):.1%}{spread}" if ratios else "-"
         lag = ours["extra"]["loop_lag_ms"]
         lines.append(
-            f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio:.1%} | {_rate(peer)} "
+            f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio} | {_rate(peer)} "
             f"| {engine.get('ttft_p50_ms', '-')} / {ours['ttft_p50_ms']} / {peer.get('ttft_p50_ms', '-')} "
             f"| {ours['itl_p50_ms']} / {ours['itl_p95_ms']} "
             f"| {lag.get('p50_ms')} / {lag.get('p99_ms')} / {lag.get('max_ms')} "
@@ -164,8 +187,9 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     rounds = len(last["tokens_per_s_runs"])
     lines.append("")
     lines.append(
-        f"tok/s and TTFT p50: medians of {rounds} runs per target and level (every run's tok/s in brackets), "
-        "targets alternating, fresh prompts each run. "
+        f"tok/s and TTFT p50: medians of {rounds} runs per target and level (every run's tok/s in brackets); "
+        "OpenArc / engine: the median of the rounds' own ratios. Targets alternate, in turn and in reverse, "
+        "with fresh prompts each run. "
         f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
         f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
     )
@@ -196,7 +220,7 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16) requests per level")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="runs per target and level; the median is reported")
+    parser.add_argument("--rounds", type=int, default=5, help="runs per target and level; the median is reported")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--peer-url", help="another OpenAI-compatible server to measure in the same pass")
     parser.add_argument("--peer-model", default="smollm2")
@@ -234,30 +258,28 @@ def main() -> None:
             for concurrency in args.concurrency:
                 total = max(concurrency * args.requests_per_slot, 16)
                 runs: dict[str, list[dict[str, Any]]] = {"engine": [], "openarc": [], "peer": []}
-                # Rounds alternate the targets, so a slow spell of the machine hits each of them alike. Each round
-                # has prompts of its own: a later round must not find an earlier one's in the prefix cache.
-                for _ in range(args.rounds):
-                    engine.stdin.write(f"{concurrency} {total} {first}\n")
-                    engine.stdin.flush()
-                    runs["engine"].append(json.loads(engine.stdout.readline()))
-                    runs["openarc"].append(measure_server(server, concurrency, total, args.max_tokens, first))
-                    if args.peer_url:
-                        peer = run_async(
-                            serving_bench.run(
-                                args.peer_url,
-                                args.peer_model,
-                                concurrency,
-                                total,
-                                args.max_tokens,
-                                target="peer",
-                                first=first,
+                # Targets in turn, then in reverse (see the docstring). Each run has prompts of its own: a later
+                # run must not find an earlier one's in the prefix cache.
+                order = ["engine", "openarc", "peer"] if args.peer_url else ["engine", "openarc"]
+                for round_number in range(args.rounds):
+                    for target in order if round_number % 2 == 0 else order[::-1]:
+                        if target == "engine":
+                            engine.stdin.write(f"{concurrency} {total} {first}\n")
+                            engine.stdin.flush()
+                            runs["engine"].append(json.loads(engine.stdout.readline()))
+                        elif target == "openarc":
+                            runs["openarc"].append(measure_server(server, concurrency, total, args.max_tokens, first))
+                        else:
+                            assert args.peer_url is not None
+                            runs["peer"].append(
+                                measure_peer(args.peer_url, args.peer_model, concurrency, total, args.max_tokens, first)
                             )
-                        )
-                        runs["peer"].append(peer.summary())
-                    first += total
-                for target_runs in runs.values():
+                        first += total
+                openarc = median_run(runs["openarc"])
+                openarc["extra"]["engine_ratio_runs"] = paired_ratios(runs["openarc"], runs["engine"])
+                for target, target_runs in runs.items():
                     if target_runs:
-                        rows.append(median_run(target_runs))
+                        rows.append(openarc if target == "openarc" else median_run(target_runs))
                         print(json.dumps(rows[-1]), file=sys.stderr)
         finally:
             engine.stdin.close()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from benchmarks.run import median_run
+from benchmarks.run import median_run, paired_ratios, table
 from benchmarks.serving_bench import Malformed, StreamCheck
 
 
@@ -60,3 +61,37 @@ def test_median_run_takes_medians_and_counts_every_error() -> None:
     assert (chosen["output_tokens_per_s"], chosen["ttft_p50_ms"], chosen["itl_p50_ms"]) == (80.0, 120.0, 80.0)
     assert chosen["errors"] == 1
     assert chosen["extra"]["tokens_per_s_runs"] == [90.0, 70.0, 80.0]
+
+
+def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
+    def runs(*rates: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "target": "t",
+                "concurrency": 64,
+                "output_tokens_per_s": rate,
+                "ttft_p50_ms": 1.0,
+                "itl_p50_ms": 1.0,
+                "itl_p95_ms": 1.0,
+                "errors": 0,
+                "malformed_chunks": 0,
+                "extra": {},
+            }
+            for rate in rates
+        ]
+
+    # The machine ran fast in round 2: the medians of the rates would say 100%, the rounds say 95%.
+    engine, ours = runs(100.0, 200.0, 90.0), runs(95.0, 190.0, 100.0)
+    assert paired_ratios(ours, engine) == [0.95, 0.95, 1.1111]
+    engine_row = {**median_run(engine), "target": "engine"}
+    ours_row = median_run(ours)
+    ours_row["extra"].update(
+        engine_ratio_runs=paired_ratios(ours, engine),
+        loop_lag_ms={},
+        http_cpu_seconds_per_1k_tokens=0.1,
+        http_rss_mb=80.0,
+        worker_rss_mb=[1000.0],
+    )
+    ours_row["target"] = "openarc"
+    markdown = table([engine_row, ours_row], {"cold_start_s": 1.0, "warm_start_s": 1.0})
+    assert "| 95.0% [95.0%, 95.0%, 111.1%] |" in markdown
