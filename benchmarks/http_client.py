@@ -3,8 +3,8 @@
 The load generator shares the server's two cores, so its CPU per token is taken from the server it measures.
 With asyncio streams, every SSE chunk cost three awaited reads (size line, data, CRLF): ~65 µs of the load
 generator's CPU per token. Here the response is parsed in `data_received` as the bytes arrive, with no
-coroutine or future per chunk (~50 µs per token, about half of it the kernel's wake-up and read); one future per request
-tells the caller it has ended.
+coroutine or future per chunk (~50 µs per token, about half of it the kernel's wake-up and read); one future
+per request tells the caller it has ended.
 """
 
 from __future__ import annotations
