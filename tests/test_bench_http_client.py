@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.common import Result
 from benchmarks.serving_bench import connect, one_stream
+from openarc import event_loop
 
 
 def sse_chunk(**delta: str | None) -> bytes:
@@ -90,7 +91,8 @@ def run(script: Script, requests: int) -> tuple[Result, int]:
             connection.close()
             return result, len(served)
 
-    return asyncio.run(go())
+    # On the event loop the benchmarks use (uvloop where installed): its transports differ from asyncio's.
+    return event_loop.run(go(), event_loop.resolve("auto"))
 
 
 def test_a_stream_split_at_every_byte_is_read_whole() -> None:
