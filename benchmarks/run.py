@@ -32,6 +32,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
+from benchmarks.common import percentile
 from openarc import event_loop
 
 T = TypeVar("T")
@@ -103,17 +104,13 @@ def run_async(work: Coroutine[Any, Any, T]) -> T:
     return event_loop.run(work, event_loop.resolve("auto"))
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[(len(values) - 1) // 2]
-
-
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median throughput, with TTFT p50 replaced by the median over runs (the two need not come
     from the same run), plus every run's tok/s and TTFT p50."""
     ordered = sorted(runs, key=lambda run: run["output_tokens_per_s"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     ttfts = [run["ttft_p50_ms"] for run in runs]
-    chosen["ttft_p50_ms"] = median(ttfts)
+    chosen["ttft_p50_ms"] = percentile(ttfts, 50)
     chosen["extra"] = {
         **chosen["extra"],
         "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs],
@@ -172,7 +169,7 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
         engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
         ratios = ours["extra"].get("engine_ratio_runs", [])
         spread = f" [{', '.join(f'{r:.1%}' for r in ratios)}]" if len(ratios) > 1 else ""
-        ratio = f"{median(ratios):.1%}{spread}" if ratios else "-"
+        ratio = f"{percentile(ratios, 50):.1%}{spread}" if ratios else "-"
         lag = ours["extra"]["loop_lag_ms"]
         lines.append(
             f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio} | {_rate(peer)} "
