@@ -71,6 +71,9 @@ class SchedulerConfig(ConfigStruct):
     max_num_batched_tokens: PositiveInt | None = None
     enable_prefix_caching: bool = True
     dynamic_split_fuse: bool | None = None
+    # OpenArc's: how long a worker may hold its next step, after requests ended, for the requests that replace them
+    # (clients that keep N requests in flight send the next one as one ends). 0 never holds. See worker/refill.py.
+    refill_wait_ms: Annotated[float, Meta(ge=0, le=1000)] = 20.0
 
 
 class GenerationDefaults(ConfigStruct):

@@ -40,6 +40,8 @@ class LoadModel(msgspec.Struct, kw_only=True):
     chat_template: str | None = None
     # The worker's admission limit: GenAI ignores max_num_seqs under dynamic split-fuse.
     max_num_seqs: int = 64
+    # The most the worker holds a step for requests replacing ones that just ended (0: never).
+    refill_wait_ms: float = 0.0
     speculative: Speculative | None = None
     # For an hf:// source: the GGUF file in the repo, and where downloads go (None: the Hugging Face cache).
     filename: str | None = None

@@ -51,6 +51,10 @@ def test_defaults_and_relative_source(tmp_path: Path) -> None:
             "$.models[0].scheduler.max_num_seqs: Expected `int` >= 1",
         ),
         (
+            "models: [{id: m, source: model.gguf, scheduler: {refill_wait_ms: -1}}]\n",
+            "$.models[0].scheduler.refill_wait_ms: Expected `float` >= 0.0",
+        ),
+        (
             "models: [{id: m, source: model.gguf, generation: {temperature: 3}}]\n",
             "$.models[0].generation.temperature: Expected `float` <= 2.0",
         ),

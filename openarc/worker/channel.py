@@ -29,20 +29,29 @@ class CommandChannel:
             body = self._next_frame()
             if body is not None:
                 return msgspec.msgpack.decode(body, type=LoadModel)
-            self._fill(block=True)
+            self._fill(None)
 
     def receive(self, block: bool) -> list[Command]:
         """Every command that has arrived; with `block`, wait for at least one (the idle worker sleeps here)."""
-        self._fill(block)
-        commands = []
-        while (body := self._next_frame()) is not None:
-            commands.append(self._command_decoder.decode(body))
+        self._fill(None if block else 0)
+        commands = self._decode_all()
         if block and not commands:
             return self.receive(block=True)
         return commands
 
-    def _fill(self, block: bool) -> None:
-        ready, _, _ = select.select([self._sock], [], [], None if block else 0)
+    def receive_within(self, seconds: float) -> list[Command]:
+        """The commands that arrive within `seconds` (at least one frame's worth of bytes, or none)."""
+        self._fill(seconds)
+        return self._decode_all()
+
+    def _decode_all(self) -> list[Command]:
+        commands = []
+        while (body := self._next_frame()) is not None:
+            commands.append(self._command_decoder.decode(body))
+        return commands
+
+    def _fill(self, timeout: float | None) -> None:
+        ready, _, _ = select.select([self._sock], [], [], timeout)
         while ready:
             chunk = self._sock.recv(1 << 16)
             if not chunk:

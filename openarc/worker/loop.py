@@ -13,6 +13,7 @@ import openvino_genai
 from openarc.ipc import AbortRequest, AddRequest, Command, RequestOutput, Shutdown, StepReport, WorkerStats
 from openarc.worker.channel import CommandChannel
 from openarc.worker.pipeline import ModelRunner, PromptRejected
+from openarc.worker.refill import refill_budget
 from openarc.worker.text_output import TextOutput, decode_step
 
 log = logging.getLogger("openarc.worker")
@@ -51,36 +52,60 @@ class ActiveRequest:
 
 
 class WorkerLoop:
-    def __init__(self, runner: ModelRunner, channel: CommandChannel, max_num_seqs: int) -> None:
+    def __init__(
+        self, runner: ModelRunner, channel: CommandChannel, max_num_seqs: int, refill_wait_seconds: float = 0.0
+    ) -> None:
         self.runner = runner
         self.channel = channel
         self.max_num_seqs = max_num_seqs
+        self.refill_wait_seconds = refill_wait_seconds
         self.waiting: deque[PreparedRequest] = deque()
         self.active: dict[int, ActiveRequest] = {}
         self.outputs: list[RequestOutput] = []
         self.stats = WorkerStats()
+        self.last_step_seconds = 0.0
+        self.stopping = False
 
     def run(self) -> None:
-        while True:
+        while not self.stopping:
             for command in self.channel.receive(block=self.is_idle()):
-                if isinstance(command, Shutdown):
-                    return
                 self.handle_command(command)
+            if self.stopping:
+                return
             self.admit_waiting()
             if self.runner.pipeline.has_non_finished_requests():
                 self.step()
             self.read_handles()
-            self.send_report()
+            self.hold_for_successors(self.send_report())
+
+    def hold_for_successors(self, ended: int) -> None:
+        """Take (and tokenize) new requests for up to the refill budget, until as many came as ended."""
+        budget = refill_budget(self.refill_wait_seconds, ended, len(self.active), self.last_step_seconds)
+        if budget <= 0:
+            return
+        deadline = time.perf_counter() + budget
+        arrived = 0
+        while arrived < ended and not self.stopping and len(self.active) + len(self.waiting) < self.max_num_seqs:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            for command in self.channel.receive_within(remaining):
+                arrived += isinstance(command, AddRequest)
+                self.handle_command(command)
 
     def is_idle(self) -> bool:
         # Cancelled requests leave the pipeline only in the next step; step until they are gone to free the KV cache.
         return not self.active and not self.waiting and not self.runner.pipeline.has_non_finished_requests()
 
     def handle_command(self, command: Command) -> None:
+        if self.stopping:
+            return  # what came after Shutdown: the HTTP process has stopped waiting for it
         if isinstance(command, AddRequest):
             self.prepare(command)
         elif isinstance(command, AbortRequest):
             self.abort(command.rid)
+        elif isinstance(command, Shutdown):
+            self.stopping = True
 
     def prepare(self, request: AddRequest) -> None:
         try:
@@ -140,6 +165,7 @@ class WorkerLoop:
             self.active[prepared.rid] = ActiveRequest(prepared, handle)
 
     def step(self) -> None:
+        started = time.perf_counter()
         try:
             self.runner.pipeline.step()
         except Exception as exc:
@@ -150,6 +176,7 @@ class WorkerLoop:
             self.active.clear()
             self.send_report()
             raise
+        self.last_step_seconds = time.perf_counter() - started
         metrics = self.runner.pipeline.get_metrics()
         self.stats.steps += 1
         self.stats.max_batch = max(self.stats.max_batch, metrics.scheduled_requests)
@@ -239,14 +266,24 @@ class WorkerLoop:
         del self.active[rid]
         self.outputs.append(RequestOutput(rid, error=f"engine error: {exc}", error_kind="engine"))
 
-    def send_report(self) -> None:
+    def send_report(self) -> int:
+        """Send what the step produced; return how many requests it ended."""
         # Also report a change in load with no output (an abort), so the engine's view of the worker stays true.
         load = (len(self.active), len(self.waiting))
         if not self.outputs and load == (self.stats.active, self.stats.waiting):
-            return
+            return 0
         self.stats.active, self.stats.waiting = load
         if self.is_idle():
             # GenAI's metrics only refresh inside step(); with no sequence left, no KV block is in use.
             self.stats.kv_cache_usage = 0.0
+        # Ended requests first: the HTTP process delivers in this order, so their clients can send the next ones
+        # while the other streams' tokens are still being written.
+        self.outputs.sort(key=_still_running)
+        ended = len(self.outputs) - sum(map(_still_running, self.outputs))
         self.channel.send(StepReport(self.outputs, self.stats))
         self.outputs = []
+        return ended
+
+
+def _still_running(output: RequestOutput) -> bool:
+    return output.finish_reason is None and output.error is None
