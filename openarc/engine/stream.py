@@ -1,8 +1,9 @@
 """Per-request output mailboxes: the worker reader fills them, the response task drains them.
 
 A mailbox merges everything that arrived since it was last drained, so a slow client never holds up
-the reader, and no task or future is created per token. Requests that answer one API call (n > 1, or
-several prompts) share one `asyncio.Event`, so the response task wakes once for all of them.
+the reader; no task is created per token, and a response task awaits one future per wake-up, however
+many tokens that wake-up brings. Requests that answer one API call (n > 1, or several prompts) share one
+`asyncio.Event`, so the response task wakes once for all of them.
 """
 
 from __future__ import annotations
