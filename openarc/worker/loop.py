@@ -126,7 +126,7 @@ class WorkerLoop:
             log.exception("could not prepare request %d", request.rid)
             self.outputs.append(RequestOutput(request.rid, error=f"engine error: {exc}", error_kind="engine"))
             return
-        text = TextOutput(request.params.stop, request.params.keep_special_tokens)
+        text = TextOutput(request.params.stop, request.params.keep_special_tokens, self.runner.token_bytes)
         self.waiting.append(
             PreparedRequest(
                 request.rid, input_ids, prompt_tokens, config, text, tail, request.params.logprobs, images=images

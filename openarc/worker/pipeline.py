@@ -11,6 +11,7 @@ import openvino_genai
 from openarc.config import VLM_MARKER
 from openarc.ipc import ChatPrompt, LoadModel, SamplingParams, TextPrompt
 from openarc.model_files import context_length
+from openarc.worker.token_bytes import token_bytes
 from openarc.worker.vision import TAG, ImageTokenCounter, tensor
 
 # When neither the request, the model's defaults nor its files bound the output, stop here.
@@ -65,6 +66,8 @@ class ModelRunner:
             properties["prompt_lookup"] = True
         self.pipeline = openvino_genai.ContinuousBatchingPipeline(spec.source, scheduler, spec.device, properties)
         self.tokenizer = self.pipeline.get_tokenizer()
+        # None: this vocabulary is not plain byte-level BPE, and output text comes from the tokenizer's decode.
+        self.token_bytes = token_bytes(self.tokenizer)
         folder = Path(spec.source)
         # GenAI's continuous batching takes images when the folder holds the text-embeddings model (a VLM export).
         self.is_vlm = folder.is_dir() and (folder / VLM_MARKER).is_file()

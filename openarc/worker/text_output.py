@@ -4,7 +4,9 @@ Detokenization is the prefix-window method (as in vLLM): decode a few tokens bef
 new ones, and emit only the difference, so BPE merges and SentencePiece spaces come out right, and text that
 ends in an incomplete UTF-8 sequence (U+FFFD) waits for its next byte. The work per token is constant.
 All requests of one engine step are decoded in ONE tokenizer call (`decode_step`): the tokenizer costs
-~150 µs a call, so a per-request streamer would spend ~10 ms of every step at 64 sequences.
+~150 µs a call, so a per-request streamer would spend ~10 ms of every step at 64 sequences. With a byte-level
+BPE vocabulary no call is needed: each token's bytes come from a table (see token_bytes.py), decoded as GenAI
+decodes them, with the bytes of an incomplete character held back until its last byte comes.
 
 Stop strings are matched on the text, not on tokens: one can begin inside a token, and the text before it
 must still reach the client while the stop string never does. The last `len(longest stop) - 1` characters
@@ -16,13 +18,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from openarc.worker.token_bytes import complete_length, decode_bytes, decode_utf8
+
 _INCOMPLETE = "\ufffd"
 
 
 class TextOutput:
-    def __init__(self, stop: Sequence[str], keep_special_tokens: bool = False) -> None:
+    def __init__(
+        self, stop: Sequence[str], keep_special_tokens: bool = False, token_bytes: Sequence[bytes] | None = None
+    ) -> None:
         # Kept for tool parsers whose markers are special tokens ([TOOL_CALLS], <|python_tag|>).
         self.keep_special_tokens = keep_special_tokens
+        # The table leaves special tokens out: text that keeps them is decoded by the tokenizer.
+        self._table = None if keep_special_tokens else token_bytes
+        # The bytes of a character whose last bytes have not come yet.
+        self._partial = b""
         self.tokens: list[int] = []
         self._prefix_offset = 0
         self._read_offset = 0
@@ -37,6 +47,19 @@ class TextOutput:
     @property
     def pending(self) -> bool:
         return self._read_offset < len(self.tokens)
+
+    @property
+    def uses_table(self) -> bool:
+        return self._table is not None
+
+    def advance_by_table(self, final: bool) -> str:
+        """The new tokens' text from the byte table; return the new text that is safe to send."""
+        assert self._table is not None
+        data = self._partial + decode_bytes(self._table, self.tokens[self._read_offset :])
+        self._read_offset = len(self.tokens)
+        complete = len(data) if final else complete_length(data)
+        self._partial = data[complete:]
+        return self._release(decode_utf8(data[:complete]), final)
 
     def windows(self) -> tuple[list[int], list[int]]:
         """The token windows to decode: with the new tokens, and without them."""
@@ -68,10 +91,12 @@ class TextOutput:
 
 
 def decode_step(tokenizer: Any, outputs: Sequence[TextOutput], finals: Sequence[bool]) -> list[str]:
-    """The new text of every output, with one batched decode for all that skip special tokens."""
+    """The new text of every output: from the byte table, or with one batched decode for all that skip special
+    tokens."""
     windows: dict[bool, list[list[int]]] = {False: [], True: []}
     for output in outputs:
-        windows[output.keep_special_tokens].extend(output.windows())
+        if not output.uses_table:
+            windows[output.keep_special_tokens].extend(output.windows())
     texts = {
         False: iter(tokenizer.decode(windows[False], skip_special_tokens=True) if windows[False] else []),
         # One call per window: a batched decode pads short windows, and the padding shows once specials are kept.
@@ -79,6 +104,9 @@ def decode_step(tokenizer: Any, outputs: Sequence[TextOutput], finals: Sequence[
     }
     results = []
     for output, final in zip(outputs, finals, strict=True):
+        if output.uses_table:
+            results.append(output.advance_by_table(final))
+            continue
         decoded = texts[output.keep_special_tokens]
         with_new, without_new = next(decoded), next(decoded)
         results.append(output.advance(with_new, without_new, final))
