@@ -61,7 +61,7 @@ def _build(tokenizer: Any) -> list[bytes] | None:
             table[token] = b""
             specials.append(token)
     sample = _sample(tokenizer, table, specials)
-    return table if all(decode_text(table, tokens) == text for tokens, text in sample) else None
+    return table if all(decode_utf8(decode_bytes(table, tokens)) == text for tokens, text in sample) else None
 
 
 def decode_bytes(table: Sequence[bytes], tokens: Sequence[int]) -> bytes:
@@ -70,10 +70,6 @@ def decode_bytes(table: Sequence[bytes], tokens: Sequence[int]) -> bytes:
         return b"".join([table[token] for token in tokens])
     except IndexError:
         return b"".join([table[token] if token < len(table) else b"" for token in tokens])
-
-
-def decode_text(table: Sequence[bytes], tokens: Sequence[int]) -> str:
-    return decode_utf8(decode_bytes(table, tokens))
 
 
 def decode_utf8(data: bytes) -> str:
