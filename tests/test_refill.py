@@ -74,6 +74,31 @@ def test_a_hold_nobody_answers_lasts_the_budget() -> None:
     assert channel.timeouts and all(0 < t <= 0.002 for t in channel.timeouts)
 
 
+def test_after_a_hold_nobody_came_to_the_worker_holds_no_more_until_a_request_arrives() -> None:
+    channel = ScriptedChannel([])
+    loop = worker(channel, limit_seconds=0.002)
+    loop.active = {i: object() for i in range(4)}  # type: ignore[misc]
+    loop.hold_for_successors(ended=1)
+    waited = len(channel.timeouts)
+    assert waited > 0
+    loop.hold_for_successors(ended=2)
+    assert len(channel.timeouts) == waited  # no wait at all
+    loop.handle_command(add(5))  # read after a step: clients are sending again
+    channel.batches = [[add(6)]]
+    loop.hold_for_successors(ended=1)
+    assert len(channel.timeouts) == waited + 1 and [r.rid for r in loop.waiting] == [5, 6]
+
+
+def test_a_hold_that_got_some_successors_keeps_holding() -> None:
+    channel = ScriptedChannel([[add(1)]])
+    loop = worker(channel, limit_seconds=0.002)
+    loop.active = {i: object() for i in range(4)}  # type: ignore[misc]
+    loop.hold_for_successors(ended=2)  # one of two came: the other may just be late
+    waited = len(channel.timeouts)
+    loop.hold_for_successors(ended=1)
+    assert len(channel.timeouts) > waited
+
+
 def test_no_hold_when_the_worker_is_told_never_to() -> None:
     channel = ScriptedChannel([[add(1)]])
     loop = worker(channel, limit_seconds=0)

@@ -79,3 +79,43 @@ def test_a_successor_taken_during_the_hold_gets_its_first_token_from_the_next_st
     assert end_report(reports, 2) > ended + steps_later
     texts = {rid: "".join(o.text for r in reports for o in r.outputs if o.rid == rid) for rid in (1, 3)}
     assert texts[1] and texts[3] == texts[1]  # same prompt, greedy, same length
+
+
+class QuietClientsChannel:
+    """Requests 1 (3 tokens) and 3 (6 tokens) end while 2 (40 tokens) runs, and nobody replaces them; after 3
+    ended a new client sends 4 (3 tokens), which lands while a step runs. Records which ended requests each hold
+    (a receive_within call) came after."""
+
+    def __init__(self) -> None:
+        self.reports: list[StepReport] = []
+        self.holds_after: set[frozenset[int]] = set()
+        self.sent_4 = False
+
+    def ended(self) -> frozenset[int]:
+        return frozenset(o.rid for r in self.reports for o in r.outputs if o.finish_reason)
+
+    def receive(self, block: bool) -> list[Command]:
+        if not self.reports:
+            return [add(1, 3), add(2, 40), add(3, 6)]
+        ended = self.ended()
+        if 2 in ended:
+            return [Shutdown()]
+        if 3 in ended and not self.sent_4:
+            self.sent_4 = True
+            return [add(4, 3)]
+        return []
+
+    def receive_within(self, seconds: float) -> list[Command]:
+        self.holds_after.add(self.ended())
+        return []
+
+    def send(self, report: StepReport) -> None:
+        self.reports.append(report)
+
+
+def test_no_hold_after_one_nobody_came_to_until_a_request_arrives(runner: ModelRunner) -> None:
+    channel = QuietClientsChannel()
+    WorkerLoop(runner, channel, max_num_seqs=8, refill_wait_seconds=0.05).run()  # type: ignore[arg-type]
+    assert end_report(channel.reports, 1) < end_report(channel.reports, 3) < end_report(channel.reports, 4)
+    # 1's end was held for (in vain); 3's was not; 4 came after that, so its end was held for again.
+    assert channel.holds_after == {frozenset({1}), frozenset({1, 3, 4})}

@@ -65,6 +65,9 @@ class WorkerLoop:
         self.stats = WorkerStats()
         self.last_step_seconds = 0.0
         self.stopping = False
+        # False after a hold that no request came to, until one arrives: clients that stopped sending (a batch
+        # job's end, a quiet spell) must not stall every later step for successors that never come.
+        self.successors_expected = True
 
     def run(self) -> None:
         while not self.stopping:
@@ -80,6 +83,8 @@ class WorkerLoop:
 
     def hold_for_successors(self, ended: int) -> None:
         """Take (and tokenize) new requests for up to the refill budget, until as many came as ended."""
+        if not self.successors_expected:
+            return
         budget = refill_budget(self.refill_wait_seconds, ended, len(self.active), self.last_step_seconds)
         if budget <= 0:
             return
@@ -88,6 +93,7 @@ class WorkerLoop:
         while arrived < ended and not self.stopping and len(self.active) + len(self.waiting) < self.max_num_seqs:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
+                self.successors_expected = arrived > 0
                 break
             for command in self.channel.receive_within(remaining):
                 arrived += isinstance(command, AddRequest)
@@ -101,6 +107,7 @@ class WorkerLoop:
         if self.stopping:
             return  # what came after Shutdown: the HTTP process has stopped waiting for it
         if isinstance(command, AddRequest):
+            self.successors_expected = True
             self.prepare(command)
         elif isinstance(command, AbortRequest):
             self.abort(command.rid)

@@ -9,7 +9,8 @@ Holding the step costs every running request the time held; admitting a successo
 step of one slot. So the budget is the break-even, ended * last step / running, within the configured limit,
 and the caller stops holding as soon as as many requests arrived as ended. When nobody comes (open traffic),
 a hold costs at most what the ended requests' successors would have gained: with 64 running and one ending,
-1/64 of a step.
+1/64 of a step. After a hold that nobody came to, the worker holds no more until a request arrives again: when
+clients have stopped sending (a closed loop's last requests, a batch job's end), no step waits at all.
 """
 
 from __future__ import annotations
