@@ -131,9 +131,9 @@ def _sample(tokenizer: Any, table: list[bytes], specials: list[int]) -> list[tup
             pool = specials if draw < 0.1 and specials else lone_bytes if draw < 0.3 and lone_bytes else None
             sequence.append(rng.choice(pool) if pool else rng.randrange(len(table)))
         sequences.append(sequence)
-    singles = [[byte_token[b] for b in run] for run in _MALFORMED if all(b in byte_token for b in run)]
+    malformed = [[byte_token[b] for b in run] for run in _MALFORMED if all(b in byte_token for b in run)]
     texts = list(tokenizer.decode(sequences, skip_special_tokens=True))  # equal lengths: a batch pads short ones
-    for extra in [*singles, *([int(t) for t in tokenizer.encode(x).input_ids.data[0]] for x in _SAMPLE_TEXTS)]:
+    for extra in [*malformed, *([int(t) for t in tokenizer.encode(x).input_ids.data[0]] for x in _SAMPLE_TEXTS)]:
         sequences.append(extra)
         texts.append(tokenizer.decode([extra], skip_special_tokens=True)[0])
     return list(zip(sequences, texts, strict=True))
