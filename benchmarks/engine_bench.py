@@ -13,7 +13,7 @@ from typing import Any
 
 import openvino_genai
 
-from benchmarks.common import Result, prompt_messages
+from benchmarks.common import Result, level_requests, prompt_messages
 
 
 def load(model: str, properties: dict[str, Any] | None = None) -> Any:
@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16)")
+    parser.add_argument("--requests-per-slot", type=int, default=4, help="at least this many a slot")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--stdin", action="store_true", help="run one level per 'C N FIRST' line read from stdin")
     args = parser.parse_args()
@@ -87,7 +87,7 @@ def main() -> None:
             print(json.dumps(run(pipe, concurrency, total, args.max_tokens, first).summary()), flush=True)
         return
     for concurrency in args.concurrency:
-        total = max(concurrency * args.requests_per_slot, 16)
+        total = level_requests(concurrency, args.requests_per_slot)
         print(json.dumps(run(pipe, concurrency, total, args.max_tokens).summary()))
 
 

@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
+from benchmarks.common import level_requests
 from benchmarks.run import ROOT, run_async, wait_until_ready
 from openarc.event_loop import EventLoopChoice
 
@@ -86,7 +87,7 @@ def main() -> None:
         try:
             run_async(serving_bench.run(url, "bench", 4, 8, 8))  # warm-up
             for concurrency in args.concurrency:
-                total = max(concurrency * args.requests_per_slot, 16)
+                total = level_requests(concurrency, args.requests_per_slot)
                 rows.append(measure(url, concurrency, total, args.max_tokens))
                 print(json.dumps(rows[-1]), file=sys.stderr)
         finally:

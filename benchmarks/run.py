@@ -32,7 +32,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.common import percentile
+from benchmarks.common import level_requests, percentile
 from openarc import event_loop
 
 T = TypeVar("T")
@@ -215,7 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEMO_MODEL)
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16) requests per level")
+    parser.add_argument("--requests-per-slot", type=int, default=4, help="at least this many a slot")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="runs per target and level; the median is reported")
     parser.add_argument("--port", type=int, default=8765)
@@ -253,7 +253,7 @@ def main() -> None:
             run_async(serving_bench.run(server.url, "bench", 4, 4, 8))
             first = FIRST_MEASURED_PROMPT
             for concurrency in args.concurrency:
-                total = max(concurrency * args.requests_per_slot, 16)
+                total = level_requests(concurrency, args.requests_per_slot)
                 runs: dict[str, list[dict[str, Any]]] = {"engine": [], "openarc": [], "peer": []}
                 # Targets in turn, then in reverse (see the docstring). Each run has prompts of its own: a later
                 # run must not find an earlier one's in the prefix cache.

@@ -17,7 +17,7 @@ import time
 
 import msgspec
 
-from benchmarks.common import Result, prompt_messages
+from benchmarks.common import Result, level_requests, prompt_messages
 from benchmarks.http_client import Connection
 from openarc import event_loop
 
@@ -220,11 +220,11 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--api-key")
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--requests-per-slot", type=int, default=4, help="N = max(C * this, 16)")
+    parser.add_argument("--requests-per-slot", type=int, default=4, help="at least this many a slot")
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
     for concurrency in args.concurrency:
-        total = max(concurrency * args.requests_per_slot, 16)
+        total = level_requests(concurrency, args.requests_per_slot)
         result = event_loop.run(
             run(args.url, args.model, concurrency, total, args.max_tokens, args.api_key), event_loop.resolve("auto")
         )

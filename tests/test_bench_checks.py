@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.common import level_requests
 from benchmarks.run import median_run, paired_ratios, table
 from benchmarks.serving_bench import Malformed, StreamCheck
 
@@ -95,3 +96,8 @@ def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
     ours_row["target"] = "openarc"
     markdown = table([engine_row, ours_row], {"cold_start_s": 1.0, "warm_start_s": 1.0})
     assert "| 95.0% [95.0%, 95.0%, 111.1%] |" in markdown
+
+
+def test_short_levels_run_more_requests_per_slot_up_to_the_cap() -> None:
+    assert [level_requests(c, 4) for c in (1, 4, 16, 64, 128)] == [16, 64, 256, 256, 512]
+    assert level_requests(64, 8) == 512
