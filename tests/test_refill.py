@@ -20,11 +20,18 @@ def add(rid: int) -> AddRequest:
 
 
 class ScriptedChannel:
-    """Hands out one scripted batch of commands per receive_within call, then nothing."""
+    """Hands out one scripted batch of commands per receive_within call, then nothing; `sent_during_step` is what
+    a non-blocking receive finds (requests that came while the step ran)."""
 
     def __init__(self, batches: list[list[Command]]) -> None:
         self.batches = batches
+        self.sent_during_step: list[Command] = []
         self.timeouts: list[float] = []
+
+    def receive(self, block: bool) -> list[Command]:
+        assert not block
+        commands, self.sent_during_step = self.sent_during_step, []
+        return commands
 
     def receive_within(self, seconds: float) -> list[Command]:
         self.timeouts.append(seconds)
@@ -87,6 +94,24 @@ def test_after_a_hold_nobody_came_to_the_worker_holds_no_more_until_a_request_ar
     channel.batches = [[add(6)]]
     loop.hold_for_successors(ended=1)
     assert len(channel.timeouts) == waited + 1 and [r.rid for r in loop.waiting] == [5, 6]
+
+
+def test_a_request_sent_during_the_step_after_a_hold_nobody_came_to_brings_the_hold_back() -> None:
+    # One request ended with a break-even budget shorter than the clients' turnaround: its successor came during
+    # the next step. When the next requests end, that late successor is read first, and the worker holds for
+    # theirs (before, it did not hold until its next read, and those successors waited a whole step more).
+    channel = ScriptedChannel([])
+    loop = worker(channel, limit_seconds=0.002)
+    loop.active = {i: object() for i in range(4)}  # type: ignore[misc]
+    loop.hold_for_successors(ended=1)
+    assert not loop.successors_expected
+    waited = len(channel.timeouts)
+    channel.sent_during_step = [add(5)]
+    channel.batches = [[add(6)], [add(7)]]
+    loop.hold_for_successors(ended=2)
+    assert len(channel.timeouts) == waited + 2
+    # The late successor is not counted as one of these two: the hold took both of theirs.
+    assert [r.rid for r in loop.waiting] == [5, 6, 7]
 
 
 def test_a_hold_that_got_some_successors_keeps_holding() -> None:

@@ -83,13 +83,15 @@ def test_a_successor_taken_during_the_hold_gets_its_first_token_from_the_next_st
 
 class QuietClientsChannel:
     """Requests 1 (3 tokens) and 3 (6 tokens) end while 2 (40 tokens) runs, and nobody replaces them; after 3
-    ended a new client sends 4 (3 tokens), which lands while a step runs. Records which ended requests each hold
-    (a receive_within call) came after."""
+    ended a new client sends 4 (3 tokens), which the worker finds at its `lands_at`-th read after that report (1: it
+    came while the step that ended 3 ran; 2: just after the worker decided whether to hold for 3's successor).
+    Records which ended requests each hold (a receive_within call) came after."""
 
-    def __init__(self) -> None:
+    def __init__(self, lands_at: int) -> None:
         self.reports: list[StepReport] = []
         self.holds_after: set[frozenset[int]] = set()
-        self.sent_4 = False
+        self.lands_at = lands_at
+        self.reads_since_3_ended = 0
 
     def ended(self) -> frozenset[int]:
         return frozenset(o.rid for r in self.reports for o in r.outputs if o.finish_reason)
@@ -100,9 +102,10 @@ class QuietClientsChannel:
         ended = self.ended()
         if 2 in ended:
             return [Shutdown()]
-        if 3 in ended and not self.sent_4:
-            self.sent_4 = True
-            return [add(4, 3)]
+        if 3 in ended:
+            self.reads_since_3_ended += 1
+            if self.reads_since_3_ended == self.lands_at:
+                return [add(4, 3)]
         return []
 
     def receive_within(self, seconds: float) -> list[Command]:
@@ -113,9 +116,19 @@ class QuietClientsChannel:
         self.reports.append(report)
 
 
-def test_no_hold_after_one_nobody_came_to_until_a_request_arrives(runner: ModelRunner) -> None:
-    channel = QuietClientsChannel()
+@pytest.mark.parametrize(
+    ("lands_at", "held_after"),
+    [
+        # 1's end was held for (in vain); 3's was not; 4 came after that, so its end was held for again.
+        (2, {frozenset({1}), frozenset({1, 3, 4})}),
+        # 4 came while the step that ended 3 ran: clients are sending, so 3's end is held for (in vain), 4's not.
+        (1, {frozenset({1}), frozenset({1, 3})}),
+    ],
+)
+def test_no_hold_after_one_nobody_came_to_until_a_request_arrives(
+    runner: ModelRunner, lands_at: int, held_after: set[frozenset[int]]
+) -> None:
+    channel = QuietClientsChannel(lands_at)
     WorkerLoop(runner, channel, max_num_seqs=8, refill_wait_seconds=0.05).run()  # type: ignore[arg-type]
     assert end_report(channel.reports, 1) < end_report(channel.reports, 3) < end_report(channel.reports, 4)
-    # 1's end was held for (in vain); 3's was not; 4 came after that, so its end was held for again.
-    assert channel.holds_after == {frozenset({1}), frozenset({1, 3, 4})}
+    assert channel.holds_after == held_after
