@@ -73,8 +73,7 @@ class SchedulerConfig(ConfigStruct):
     dynamic_split_fuse: bool | None = None
     # OpenArc's: how long a worker may hold its next step, after requests ended, for the requests that replace them
     # (clients that keep N requests in flight send the next one as one ends). 0 never holds. See worker/refill.py.
-    # 40: when 13-16 requests end in one step at C = 64 on 2 cores, their successors take 20-35 ms to all arrive.
-    refill_wait_ms: Annotated[float, Meta(ge=0, le=1000)] = 40.0
+    refill_wait_ms: Annotated[float, Meta(ge=0, le=1000)] = 20.0
 
 
 class GenerationDefaults(ConfigStruct):
