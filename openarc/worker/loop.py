@@ -84,7 +84,7 @@ class WorkerLoop:
     def hold_for_successors(self, ended: int) -> None:
         """Take (and tokenize) new requests for up to the refill budget, until as many came as ended."""
         if ended <= 0 or self.refill_wait_seconds <= 0:
-            return
+            return  # no hold to decide on: the loop's next read takes whatever came, without a read here too
         # Requests sent while the step ran: successors of earlier ones whose hold ended before they came (a short
         # budget, a slow turnaround). They prove that clients are still sending, so a hold nobody came to must not
         # keep this one from holding: their requests would wait a whole step more, every time.
