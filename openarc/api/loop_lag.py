@@ -1,20 +1,25 @@
 """Event-loop lag of the HTTP process: how late a timer fires. Anything that blocks the loop shows here.
 
-The probe is a bare timer callback (no task, no future) so that measuring costs next to nothing, and it
-ticks every 10 ms only while requests are in flight: an idle daemon wakes once a second, not 100 times,
-and under load every wake-up of this process takes a core from the inference threads.
+The probe is a bare timer callback (no task, no future), and it ticks ~25 times a second only while requests
+are in flight: an idle daemon wakes once a second. Under load every wake-up of this process takes a core from
+the inference threads, and on a small machine the probe's own wake-ups cost more than any sample is worth:
+at 100 Hz it was a quarter of the HTTP process's CPU at C = 16 (README, Performance). The ticks are jittered
+so that they do not lock onto the engine's step cadence and sample one phase of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from collections.abc import Callable
 
-BUSY_INTERVAL_SECONDS = 0.01
+# Ticks under load: uniformly within ±50% of the mean, 25 a second on average.
+BUSY_INTERVAL_SECONDS = 0.04
+BUSY_JITTER = 0.5
 IDLE_INTERVAL_SECONDS = 1.0
-KEEP_SAMPLES = 60_000  # ten minutes of load at 100 samples a second
+KEEP_SAMPLES = 15_000  # ten minutes of load at 25 samples a second
 
 
 class LoopLagMonitor:
@@ -36,7 +41,10 @@ class LoopLagMonitor:
 
     def _schedule(self) -> None:
         assert self._loop is not None
-        interval = BUSY_INTERVAL_SECONDS if self._busy() else IDLE_INTERVAL_SECONDS
+        if self._busy():
+            interval = BUSY_INTERVAL_SECONDS * random.uniform(1 - BUSY_JITTER, 1 + BUSY_JITTER)
+        else:
+            interval = IDLE_INTERVAL_SECONDS
         self._timer = self._loop.call_at(self._loop.time() + interval, self._tick, time.perf_counter() + interval)
 
     def _tick(self, due: float) -> None:
