@@ -42,6 +42,8 @@ class LoadModel(msgspec.Struct, kw_only=True):
     max_num_seqs: int = 64
     # The most the worker holds a step for requests replacing ones that just ended (0: never).
     refill_wait_ms: float = 0.0
+    # After a stream's first token, send its output once it carries this many tokens (and at its end).
+    stream_interval: int = 1
     speculative: Speculative | None = None
     # For an hf:// source: the GGUF file in the repo, and where downloads go (None: the Hugging Face cache).
     filename: str | None = None

@@ -55,6 +55,10 @@ def test_defaults_and_relative_source(tmp_path: Path) -> None:
             "$.models[0].scheduler.refill_wait_ms: Expected `float` >= 0.0",
         ),
         (
+            "models: [{id: m, source: model.gguf, stream_interval: 0}]\n",
+            "$.models[0].stream_interval: Expected `int` >= 1",
+        ),
+        (
             "models: [{id: m, source: model.gguf, generation: {temperature: 3}}]\n",
             "$.models[0].generation.temperature: Expected `float` <= 2.0",
         ),

@@ -100,6 +100,7 @@ def _load_spec(model: ModelConfig, device: str, model_cache_dir: str | None, mod
         chat_template=model.chat_template,
         max_num_seqs=model.scheduler.max_num_seqs,
         refill_wait_ms=model.scheduler.refill_wait_ms,
+        stream_interval=model.stream_interval,
         speculative=_speculative(model.speculative),
         filename=model.filename,
         hub_cache_dir=models_dir,

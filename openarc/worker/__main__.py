@@ -52,7 +52,7 @@ def main() -> int:
             channel.send(WorkerFailed(f"{type(exc).__name__}: {exc}"))
             return 1
         channel.send(ready)
-        WorkerLoop(runner, channel, spec.max_num_seqs, spec.refill_wait_ms / 1000).run()
+        WorkerLoop(runner, channel, spec.max_num_seqs, spec.refill_wait_ms / 1000, spec.stream_interval).run()
     except (EngineGone, BrokenPipeError, ConnectionResetError):
         return 0
     return 0

@@ -49,16 +49,25 @@ class ActiveRequest:
     handle: Any
     reported_prompt: bool = False
     finish_reason: Any = field(default=_NONE)
+    # Output held back until it carries `stream_interval` tokens, and how many tokens went out before it.
+    unsent: RequestOutput | None = None
+    sent_tokens: int = 0
 
 
 class WorkerLoop:
     def __init__(
-        self, runner: ModelRunner, channel: CommandChannel, max_num_seqs: int, refill_wait_seconds: float = 0.0
+        self,
+        runner: ModelRunner,
+        channel: CommandChannel,
+        max_num_seqs: int,
+        refill_wait_seconds: float = 0.0,
+        stream_interval: int = 1,
     ) -> None:
         self.runner = runner
         self.channel = channel
         self.max_num_seqs = max_num_seqs
         self.refill_wait_seconds = refill_wait_seconds
+        self.stream_interval = stream_interval
         self.waiting: deque[PreparedRequest] = deque()
         self.active: dict[int, ActiveRequest] = {}
         self.outputs: list[RequestOutput] = []
@@ -235,7 +244,19 @@ class WorkerLoop:
             if done:
                 output.finish_reason = "length" if request.finish_reason == _LENGTH and not text.stopped else "stop"
                 del self.active[rid]
-            self.outputs.append(output)
+            self.queue(request, output, done)
+
+    def queue(self, request: ActiveRequest, output: RequestOutput, done: bool) -> None:
+        """Queue `output` (with whatever was held back) for this step's report, or hold it back too: after a stream's
+        first token, its output goes out once it carries `stream_interval` tokens, and at its end."""
+        if request.unsent is not None:
+            output = _merged(request.unsent, output)
+            request.unsent = None
+        if not done and request.sent_tokens and output.tokens < self.stream_interval:
+            request.unsent = output
+            return
+        request.sent_tokens += output.tokens
+        self.outputs.append(output)
 
     def token_texts(self, requests: list[PreparedRequest]) -> dict[int, list[str]]:
         """Each new token's own text for the requests that asked for logprobs, in one decode call for all."""
@@ -297,6 +318,15 @@ class WorkerLoop:
         self.channel.send(StepReport(self.outputs, self.stats))
         self.outputs = []
         return ended
+
+
+def _merged(earlier: RequestOutput, later: RequestOutput) -> RequestOutput:
+    later.text = earlier.text + later.text
+    later.tokens += earlier.tokens
+    if earlier.logprobs is not None:
+        later.logprobs = earlier.logprobs + (later.logprobs or [])
+        later.token_texts = (earlier.token_texts or []) + (later.token_texts or [])
+    return later
 
 
 def _still_running(output: RequestOutput) -> bool:

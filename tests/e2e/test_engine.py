@@ -28,10 +28,14 @@ STORY: list[ChatCompletionMessageParam] = [
 def fresh_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Its own daemon: these tests read counters that other tests' traffic would disturb.
 
-    A second model, in its own worker, shows that one model's faults leave the other serving.
+    A second model, in its own worker, shows that one model's faults leave the other serving; it streams in
+    batches of tokens (`stream_interval`).
     """
     tmp = tmp_path_factory.mktemp("engine")
-    models = [{"id": "smollm2", "source": str(smollm2_gguf)}, {"id": "second", "source": str(smollm2_gguf)}]
+    models: list[dict[str, Any]] = [
+        {"id": "smollm2", "source": str(smollm2_gguf)},
+        {"id": "second", "source": str(smollm2_gguf), "stream_interval": 4},
+    ]
     config = write_config(tmp / "config.yaml", models)
     with run_server(config, tmp) as running:
         yield running
@@ -67,6 +71,26 @@ def test_sixteen_concurrent_streams_share_engine_steps(fresh_server: Server) -> 
     stats = replica(fresh_server)
     assert stats["max_batch"] >= 8, stats
     assert stats["generated_tokens"] >= 16 * 48
+
+
+def test_stream_interval_sends_the_same_text_in_fewer_chunks(fresh_server: Server) -> None:
+    client = fresh_server.client()
+    request: dict[str, Any] = {"messages": STORY, "max_tokens": 21, "temperature": 0}
+    request["extra_body"] = {"ignore_eos": True}
+    chunks = list(
+        client.chat.completions.create(
+            model="second", stream=True, stream_options={"include_usage": True}, logprobs=True, **request
+        )
+    )
+    content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    # The first token at once, then 4 at a time: 1 + 4 * 5 = 21 tokens, in 6 chunks (fewer only if the server merged
+    # some for a client that fell behind: still 4 tokens or a multiple of 4 after the first).
+    sizes = [len(c.choices[0].logprobs.content or []) for c in chunks if c.choices and c.choices[0].logprobs]
+    assert sizes[0] == 1 and all(size % 4 == 0 for size in sizes[1:]) and sum(sizes) == 21, sizes
+    assert 2 <= len(content) == len(sizes) <= 6, content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 21
+    whole = client.chat.completions.create(model="smollm2", **request).choices[0].message.content
+    assert "".join(content) == whole
 
 
 def test_disconnect_mid_stream_aborts_the_request(fresh_server: Server) -> None:
