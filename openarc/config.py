@@ -122,7 +122,7 @@ class ModelConfig(ConfigStruct):
     # The most tokens one request may ask for; more is refused with 400 (unset requests get at most this).
     max_tokens_limit: PositiveInt | None = None
     # After a stream's first token (sent at once), its text is sent once this many new tokens are ready, and at its
-    # end: fewer, larger SSE writes take less CPU from inference on a small machine; the stream gets burstier.
+    # end: ~1/N as many SSE writes, for when the one HTTP process's CPU is the limit; the stream gets burstier.
     stream_interval: PositiveInt = 1
     # Requests that may wait beyond the running ones (max_num_seqs per replica); more get 429 + Retry-After.
     max_waiting: Annotated[int, Meta(ge=0)] = 256
