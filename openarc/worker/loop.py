@@ -49,9 +49,9 @@ class ActiveRequest:
     handle: Any
     reported_prompt: bool = False
     finish_reason: Any = field(default=_NONE)
-    # Output held back until it carries `stream_interval` tokens, and how many tokens went out before it.
+    # Output held back until it carries `stream_interval` tokens; the first token is never held.
     unsent: RequestOutput | None = None
-    sent_tokens: int = 0
+    token_sent: bool = False
 
 
 class WorkerLoop:
@@ -252,10 +252,10 @@ class WorkerLoop:
         if request.unsent is not None:
             output = _merged(request.unsent, output)
             request.unsent = None
-        if not done and request.sent_tokens and output.tokens < self.stream_interval:
+        if not done and request.token_sent and output.tokens < self.stream_interval:
             request.unsent = output
             return
-        request.sent_tokens += output.tokens
+        request.token_sent = request.token_sent or output.tokens > 0
         self.outputs.append(output)
 
     def token_texts(self, requests: list[PreparedRequest]) -> dict[int, list[str]]:
