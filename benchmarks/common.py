@@ -79,3 +79,16 @@ class Result:
         data["seconds"] = round(self.seconds, 2)
         data["ttft_mean_ms"] = round(statistics.fmean(self.ttft_ms), 2) if self.ttft_ms else float("nan")
         return data
+
+
+def step_profile(steps: int, step_seconds: float, sequences: int, wall_seconds: float) -> dict[str, float]:
+    """What the engine's steps did over a run: how long one took, how many sequences it carried, and the share of
+    the run's wall time spent inside them (the rest is the loop between steps, holds and idle time)."""
+    if not steps or wall_seconds <= 0:
+        return {"steps": steps, "step_ms": float("nan"), "mean_batch": float("nan"), "busy": float("nan")}
+    return {
+        "steps": steps,
+        "step_ms": round(1000 * step_seconds / steps, 2),
+        "mean_batch": round(sequences / steps, 2),
+        "busy": round(step_seconds / wall_seconds, 4),
+    }

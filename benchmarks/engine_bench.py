@@ -13,7 +13,7 @@ from typing import Any
 
 import openvino_genai
 
-from benchmarks.common import Result, level_requests, prompt_messages
+from benchmarks.common import Result, level_requests, prompt_messages, step_profile
 
 
 def load(model: str, properties: dict[str, Any] | None = None) -> Any:
@@ -38,7 +38,8 @@ def run(pipe: Any, concurrency: int, total: int, max_tokens: int, first: int = 0
 
     result = Result("engine", concurrency, total, 0, 0.0)
     live: dict[int, list[Any]] = {}  # rid -> [handle, started, last_token_at, tokens]
-    submitted = finished = 0
+    submitted = finished = steps = sequences = 0
+    step_seconds = 0.0
     start = time.perf_counter()
     while finished < total:
         while submitted < total and len(live) < concurrency:
@@ -46,8 +47,12 @@ def run(pipe: Any, concurrency: int, total: int, max_tokens: int, first: int = 0
             prompt = encode(first + submitted)
             live[submitted] = [pipe.add_request(submitted, prompt, config), started, None, 0]
             submitted += 1
+        stepped = time.perf_counter()
         pipe.step()
         now = time.perf_counter()
+        # The worker reads the same metrics after each step (the batch size for its counters).
+        steps, step_seconds = steps + 1, step_seconds + now - stepped
+        sequences += pipe.get_metrics().scheduled_requests
         for rid in list(live):
             handle, started, last, tokens = live[rid]
             while handle.can_read():
@@ -66,6 +71,7 @@ def run(pipe: Any, concurrency: int, total: int, max_tokens: int, first: int = 0
                 finished += 1
                 del live[rid]
     result.seconds = time.perf_counter() - start
+    result.extra["steps"] = step_profile(steps, step_seconds, sequences, result.seconds)
     return result
 
 

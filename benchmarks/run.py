@@ -32,7 +32,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.common import level_requests, percentile
+from benchmarks.common import level_requests, percentile, step_profile
 from openarc import event_loop
 
 T = TypeVar("T")
@@ -123,6 +123,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs],
         "ttft_p50_ms_runs": ttfts,
     }
+    profiles = [run["extra"]["steps"] for run in runs if "steps" in run.get("extra", {})]
+    if profiles:
+        chosen["extra"]["steps"] = {key: percentile([p[key] for p in profiles], 50) for key in profiles[0]}
     # Errors anywhere count, not only in the chosen run.
     for key in ("errors", "malformed_chunks", "created_changed"):
         chosen[key] = sum(run.get(key, 0) for run in runs)
@@ -140,6 +143,7 @@ def paired_ratios(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) ->
 def measure_server(server: Server, concurrency: int, total: int, max_tokens: int, first: int) -> dict[str, Any]:
     server.get("/openarc/runtime?reset=1")
     before = server.get("/openarc/runtime")
+    worker_before = server.get("/openarc/models")["data"][0]["replicas"][0]
     result = run_async(
         serving_bench.run(server.url, "bench", concurrency, total, max_tokens, target="openarc", first=first)
     )
@@ -147,7 +151,15 @@ def measure_server(server: Server, concurrency: int, total: int, max_tokens: int
     workers = server.get("/openarc/models")["data"][0]["replicas"]
     summary = result.summary()
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
+    worker_after = workers[0]
+    steps = step_profile(
+        worker_after["steps"] - worker_before["steps"],
+        worker_after["step_seconds"] - worker_before["step_seconds"],
+        worker_after["step_sequences"] - worker_before["step_sequences"],
+        result.seconds,
+    )
     summary["extra"] = {
+        "steps": steps,
         "loop_lag_ms": after["loop_lag"],
         "http_cpu_seconds_per_1k_tokens": round(1000 * cpu / max(result.output_tokens, 1), 3),
         "http_rss_mb": rss_mb(after["pid"]),
@@ -187,6 +199,7 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
             f"| {ours['errors']} / {ours['malformed_chunks']}, {peer.get('errors', '-')} / "
             f"{peer.get('malformed_chunks', '-')} |"
         )
+    lines += ["", *step_table(by_level)]
     last = by_level[max(by_level)]["openarc"]["extra"]
     rounds = len(last["tokens_per_s_runs"])
     lines.append("")
@@ -208,6 +221,30 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
             + "."
         )
     return "\n".join(lines)
+
+
+def step_table(by_level: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """Where OpenArc's throughput differs from the engine's: slower steps, fewer sequences in them, or less of the
+    wall time spent in them (the worker's loop between steps, holds for successors, idle time)."""
+    lines = [
+        "| C | step ms engine / OpenArc | sequences per step engine / OpenArc | time in steps engine / OpenArc |",
+        "|---|---|---|---|",
+    ]
+    for level, targets in sorted(by_level.items()):
+        engine = targets.get("engine", {}).get("extra", {}).get("steps")
+        ours = targets["openarc"]["extra"].get("steps")
+        if engine is None or ours is None:
+            continue
+        lines.append(
+            f"| {level} | {engine['step_ms']} / {ours['step_ms']} | {engine['mean_batch']} / {ours['mean_batch']} "
+            f"| {engine['busy']:.1%} / {ours['busy']:.1%} |"
+        )
+    lines.append("")
+    lines.append(
+        "Medians over the runs. Output tok/s is about sequences per step times the share of time in steps, "
+        "over the step time."
+    )
+    return lines
 
 
 def _rate(row: dict[str, Any]) -> str:

@@ -136,6 +136,10 @@ class WorkerStats(msgspec.Struct, kw_only=True):
     active: int = 0
     waiting: int = 0
     steps: int = 0
+    # Time inside the engine's step() and the sequences the steps carried, summed: over a stretch of wall time,
+    # how busy the worker kept the device, how long a step took and how full it was (the mean batch).
+    step_seconds: float = 0.0
+    step_sequences: int = 0
     # The most sequences one step has carried: proof of batching that does not depend on timing.
     max_batch: int = 0
     kv_cache_usage: float = 0.0

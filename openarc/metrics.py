@@ -82,6 +82,17 @@ class EngineCollector(Collector):
         restarts = CounterMetricFamily(
             "openarc:worker_restarts", "Worker processes restarted after dying.", labels=["model_name", "replica"]
         )
+        # With these, rate(step_seconds) is the share of wall time a replica's device computes, and
+        # rate(step_sequences) / rate(steps) the mean batch. A restarted worker counts from zero (a counter reset).
+        steps = CounterMetricFamily("openarc:engine_steps", "Engine steps run.", labels=["model_name", "replica"])
+        step_seconds = CounterMetricFamily(
+            "openarc:engine_step_seconds", "Time spent inside engine steps.", labels=["model_name", "replica"]
+        )
+        step_sequences = CounterMetricFamily(
+            "openarc:engine_step_sequences",
+            "Sequences carried by engine steps (summed over steps).",
+            labels=["model_name", "replica"],
+        )
         for model in self.engine.models.values():
             running.add_metric([model.id], sum(r.stats.active for r in model.replicas))
             waiting.add_metric([model.id], sum(r.stats.waiting for r in model.replicas))
@@ -89,7 +100,10 @@ class EngineCollector(Collector):
                 # GenAI reports percent; Prometheus convention (and vLLM's) is a 0..1 ratio.
                 kv_usage.add_metric([model.id, replica.name], replica.stats.kv_cache_usage / 100)
                 restarts.add_metric([model.id, replica.name], replica.restarts)
-        yield from (running, waiting, kv_usage, restarts)
+                steps.add_metric([model.id, replica.name], replica.stats.steps)
+                step_seconds.add_metric([model.id, replica.name], replica.stats.step_seconds)
+                step_sequences.add_metric([model.id, replica.name], replica.stats.step_sequences)
+        yield from (running, waiting, kv_usage, restarts, steps, step_seconds, step_sequences)
 
 
 class HotSeries:

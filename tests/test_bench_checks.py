@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
 
-from benchmarks.common import level_requests
+from benchmarks.common import level_requests, step_profile
 from benchmarks.run import median_run, paired_ratios, table
 from benchmarks.serving_bench import Malformed, StreamCheck
 
@@ -76,7 +77,8 @@ def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
                 "itl_p95_ms": 1.0,
                 "errors": 0,
                 "malformed_chunks": 0,
-                "extra": {},
+                # 64 sequences a step at 64 / rate seconds a step, in steps 98% of the time.
+                "extra": {"steps": step_profile(100, 100 * 64 / rate, 6400, 100 * 64 / rate / 0.98)},
             }
             for rate in rates
         ]
@@ -96,8 +98,16 @@ def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
     ours_row["target"] = "openarc"
     markdown = table([engine_row, ours_row], {"cold_start_s": 1.0, "warm_start_s": 1.0})
     assert "| 95.0% [95.0%, 95.0%, 111.1%] |" in markdown
+    # Each column of the step table is the median over the runs (engine 100 tok/s → 640 ms a step, ours 100 → 640).
+    assert "| 64 | 640.0 / 640.0 | 64.0 / 64.0 | 98.0% / 98.0% |" in markdown
 
 
 def test_short_levels_run_more_requests_per_slot_up_to_the_cap() -> None:
     assert [level_requests(c, 4) for c in (1, 4, 16, 64, 128)] == [16, 64, 256, 256, 512]
     assert level_requests(64, 8) == 512
+
+
+def test_the_step_profile_says_how_long_how_full_and_how_busy() -> None:
+    assert step_profile(10, 0.5, 160, 1.0) == {"steps": 10, "step_ms": 50.0, "mean_batch": 16.0, "busy": 0.5}
+    idle = step_profile(0, 0.0, 0, 1.0)
+    assert idle["steps"] == 0 and all(math.isnan(idle[key]) for key in ("step_ms", "mean_batch", "busy"))

@@ -35,6 +35,8 @@ def model_status(model: ServedModel) -> dict[str, Any]:
                 "active": r.stats.active,
                 "waiting": r.stats.waiting,
                 "steps": r.stats.steps,
+                "step_seconds": round(r.stats.step_seconds, 6),
+                "step_sequences": r.stats.step_sequences,
                 "max_batch": r.stats.max_batch,
                 "generated_tokens": r.stats.generated_tokens,
                 "kv_cache_usage": r.stats.kv_cache_usage,

@@ -85,6 +85,8 @@ _REPLICA: Schema = {
         "active": {"type": "integer", "minimum": 0},
         "waiting": {"type": "integer", "minimum": 0},
         "steps": {"type": "integer", "minimum": 0},
+        "step_seconds": {"type": "number", "minimum": 0},
+        "step_sequences": {"type": "integer", "minimum": 0},
         "max_batch": {"type": "integer", "minimum": 0},
         "generated_tokens": {"type": "integer", "minimum": 0},
         "kv_cache_usage": {"type": "number"},

@@ -202,6 +202,8 @@ class WorkerLoop:
         self.last_step_seconds = time.perf_counter() - started
         metrics = self.runner.pipeline.get_metrics()
         self.stats.steps += 1
+        self.stats.step_seconds += self.last_step_seconds
+        self.stats.step_sequences += metrics.scheduled_requests
         self.stats.max_batch = max(self.stats.max_batch, metrics.scheduled_requests)
         self.stats.kv_cache_usage = float(metrics.cache_usage)
 

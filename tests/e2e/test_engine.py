@@ -66,11 +66,16 @@ def test_sixteen_concurrent_streams_share_engine_steps(fresh_server: Server) -> 
         async with fresh_server.async_client() as client:
             return await asyncio.gather(*(one(client) for _ in range(16)))
 
+    started = time.monotonic()
     results = asyncio.run(run())
+    elapsed = time.monotonic() - started
     assert all(text and finish == "length" for text, finish in results)
     stats = replica(fresh_server)
     assert stats["max_batch"] >= 8, stats
     assert stats["generated_tokens"] >= 16 * 48
+    # The 16 streams rode the same steps: far fewer steps than tokens, each token from a sequence a step carried.
+    assert stats["step_sequences"] >= stats["generated_tokens"] >= 4 * stats["steps"], stats
+    assert 0 < stats["step_seconds"] < elapsed, stats
 
 
 def test_stream_interval_sends_the_same_text_in_fewer_chunks(fresh_server: Server) -> None:
