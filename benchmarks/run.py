@@ -11,7 +11,10 @@ round's own ratio: a shared VM's speed moves ±10% from one minute to the next, 
 
 Also measured: cold start (process start to /ready) with an empty OpenVINO model cache, warm start with it
 filled, HTTP-process event-loop lag, HTTP-process CPU seconds per 1,000 generated tokens, and the RSS of the
-HTTP process and of each worker. Writes JSON and a markdown table to benchmarks/results/.
+HTTP process and of each worker. A second table splits throughput for the engine and OpenArc alike into step
+time, sequences per step and the share of the run spent inside steps: the last two are fractions of one run and
+do not move with the machine's speed, so they show where OpenArc loses even when the ratios scatter. Writes
+JSON and the markdown tables to benchmarks/results/.
 """
 
 from __future__ import annotations
