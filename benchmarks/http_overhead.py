@@ -5,6 +5,7 @@ CPU seconds do not depend on how busy the machine is, so this number is steady r
 ratios on a shared 2-core machine: use it to judge a change to the per-token path.
 
     python -m benchmarks.http_overhead -c 1 16 64 --step-ms 50
+    python -m benchmarks.http_overhead -c 16 64 --step-ms 25 --stream-interval 4   # the model's stream_interval
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from benchmarks.run import ROOT, run_async, wait_until_ready
 from openarc.event_loop import EventLoopChoice
 
 
-def start(workdir: Path, port: int, step_ms: float, event_loop: str) -> subprocess.Popen[bytes]:
+def start(
+    workdir: Path, port: int, step_ms: float, event_loop: str, stream_interval: int = 1
+) -> subprocess.Popen[bytes]:
     config = workdir / "paced.yaml"
     # The source must pass config checks; the paced worker never opens it.
     source = workdir / "paced.gguf"
@@ -37,7 +40,14 @@ def start(workdir: Path, port: int, step_ms: float, event_loop: str) -> subproce
         yaml.safe_dump(
             {
                 "server": {"port": port, "log_level": "warning", "model_cache_dir": None, "event_loop": event_loop},
-                "models": [{"id": "bench", "source": str(source), "scheduler": {"max_num_seqs": 256}}],
+                "models": [
+                    {
+                        "id": "bench",
+                        "source": str(source),
+                        "scheduler": {"max_num_seqs": 256},
+                        "stream_interval": stream_interval,
+                    }
+                ],
             }
         )
     )
@@ -77,12 +87,13 @@ def main() -> None:
     parser.add_argument("--step-ms", type=float, default=50.0, help="the paced worker's time per step")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests-per-slot", type=int, default=4)
+    parser.add_argument("--stream-interval", type=int, default=1, help="the model's stream_interval")
     parser.add_argument("--event-loop", default="auto", choices=get_args(EventLoopChoice))
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = start(Path(tmp), args.port, args.step_ms, args.event_loop)
+        server = start(Path(tmp), args.port, args.step_ms, args.event_loop, args.stream_interval)
         url = f"http://127.0.0.1:{args.port}"
         try:
             run_async(serving_bench.run(url, "bench", 4, 8, 8))  # warm-up
@@ -93,7 +104,16 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    print(json.dumps({"step_ms": args.step_ms, "event_loop": args.event_loop, "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "step_ms": args.step_ms,
+                "event_loop": args.event_loop,
+                "stream_interval": args.stream_interval,
+                "rows": rows,
+            }
+        )
+    )
     print("| C | tok/s | HTTP CPU µs/token | load generator CPU µs/token | loop lag p50 / p99 / max (ms) | errors |")
     print("|---|---|---|---|---|---|")
     for row in rows:

@@ -26,10 +26,12 @@ class Request:
     rid: int
     left: int
     reported: bool = False
+    # Tokens held back, as the real worker holds them under `stream_interval` (the first is never held).
+    held: int = 0
 
 
 def serve(channel: CommandChannel, sock: socket.socket) -> None:
-    channel.receive_load()
+    interval = channel.receive_load().stream_interval
     channel.send(WorkerReady(pid=os.getpid(), load_seconds=0.0, context_length=8192, source_path="paced"))
     active: dict[int, Request] = {}
     stats = WorkerStats()
@@ -55,9 +57,14 @@ def serve(channel: CommandChannel, sock: socket.socket) -> None:
                 continue
         next_step += STEP_SECONDS
         outputs = []
+        batch = len(active)
         for request in list(active.values()):
             request.left -= 1
-            output = RequestOutput(request.rid, text=TOKEN_TEXT, tokens=1)
+            request.held += 1
+            if request.reported and request.left and request.held < interval:
+                continue
+            output = RequestOutput(request.rid, text=TOKEN_TEXT * request.held, tokens=request.held)
+            request.held = 0
             if not request.reported:
                 output.prompt_tokens, request.reported = PROMPT_TOKENS, True
             if request.left == 0:
@@ -65,8 +72,8 @@ def serve(channel: CommandChannel, sock: socket.socket) -> None:
                 del active[request.rid]
             outputs.append(output)
         stats.steps += 1
-        stats.max_batch = max(stats.max_batch, len(outputs))
-        stats.generated_tokens += len(outputs)
+        stats.max_batch = max(stats.max_batch, batch)
+        stats.generated_tokens += batch
         stats.active = len(active)
         channel.send(StepReport(outputs, stats))
 
