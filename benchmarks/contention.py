@@ -16,6 +16,7 @@ paced worker, load generator) took while the engine ran. Linux only (/proc).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -24,16 +25,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
 from benchmarks.common import percentile
+from benchmarks.engine_process import ROOT, EngineProcess
 from benchmarks.http_overhead import start
-from benchmarks.run import DEMO_MODEL, ROOT
+from benchmarks.run import DEMO_MODEL
 
 ALONE = "alone"
+# Above the prompts engine_bench warms itself up with.
+FIRST_PROMPT = 10_000
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -99,51 +104,21 @@ class PacedStack:
         self.server.wait(30)
 
 
-class Engine:
-    def __init__(self, model: Path, max_tokens: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "benchmarks.engine_bench", "--model", str(model)),
-                *("--stdin", "--max-tokens", str(max_tokens)),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.stdout.readline().strip() == "ready"
-        self.first = 10_000
-
-    @property
-    def stdout(self) -> IO[str]:
-        assert self.process.stdout is not None
-        return self.process.stdout
-
-    def run(self, concurrency: int, total: int) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{concurrency} {total} {self.first}\n")
-        self.process.stdin.flush()
-        self.first += total  # prompts of its own: a run must not find an earlier one's in the prefix cache
-        result: dict[str, Any] = json.loads(self.stdout.readline())
-        return result
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(60)
-
-
 def measure_level(
-    engine: Engine, workdir: Path, args: argparse.Namespace, concurrency: int, port: int
+    engine: EngineProcess,
+    first_prompts: Iterator[int],
+    workdir: Path,
+    args: argparse.Namespace,
+    concurrency: int,
 ) -> dict[str, Any]:
     total = args.requests_per_level
-    calibration = engine.run(concurrency, total)
+    calibration = engine.run(concurrency, total, next(first_prompts))
     step_ms = calibration["extra"]["steps"]["step_ms"]
     # Enough requests for twice the calibration run and a minute more, so the load never runs dry mid-run.
     request_seconds = args.max_tokens * step_ms / 1000  # one paced request: a token a step
     per_slot = math.ceil((2 * calibration["seconds"] + 60) / request_seconds) + 1
     stacks = {
-        f"stream_interval {k}": PacedStack(workdir / f"c{concurrency}-k{k}", port + i, step_ms, k)
+        f"stream_interval {k}": PacedStack(workdir / f"c{concurrency}-k{k}", args.port + i, step_ms, k)
         for i, k in enumerate(sorted({1, args.stream_interval}))
     }
     runs: dict[str, list[dict[str, Any]]] = {ALONE: [], **{name: [] for name in stacks}}
@@ -156,7 +131,7 @@ def measure_level(
                 if stack is not None:
                     stack.start_load(concurrency, per_slot, args.max_tokens)
                     cpu_before, wall_before = stack.cpu_seconds(), time.monotonic()
-                result = engine.run(concurrency, total)
+                result = engine.run(concurrency, total, next(first_prompts))
                 if stack is not None:
                     cpu = stack.cpu_seconds() - cpu_before
                     result["serving_cpu_share"] = cpu / ((time.monotonic() - wall_before) * (os.cpu_count() or 1))
@@ -202,12 +177,14 @@ def main() -> None:
     parser.add_argument("--stream-interval", type=int, default=4, help="K, the arm beside stream_interval 1")
     parser.add_argument("--port", type=int, default=8781)
     args = parser.parse_args()
-    engine = Engine(args.model, args.max_tokens)
+    engine = EngineProcess(args.model, args.max_tokens)
+    # Prompts of its own for every run: a run must not find an earlier one's in the prefix cache.
+    first_prompts = itertools.count(FIRST_PROMPT, args.requests_per_level)
     levels = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for concurrency in args.concurrency:
-                levels.append(measure_level(engine, Path(tmp), args, concurrency, args.port))
+                levels.append(measure_level(engine, first_prompts, Path(tmp), args, concurrency))
     finally:
         engine.close()
     print(json.dumps({"rounds": args.rounds, "requests_per_level": args.requests_per_level, "levels": levels}))

@@ -25,7 +25,8 @@ import yaml
 
 from benchmarks import serving_bench
 from benchmarks.common import level_requests
-from benchmarks.run import ROOT, run_async, wait_until_ready
+from benchmarks.engine_process import ROOT
+from benchmarks.run import run_async, wait_until_ready
 from openarc.event_loop import EventLoopChoice
 
 

@@ -36,13 +36,13 @@ import yaml
 
 from benchmarks import serving_bench
 from benchmarks.common import level_requests, percentile, step_profile
+from benchmarks.engine_process import ROOT, EngineProcess
 from openarc import event_loop
 
 T = TypeVar("T")
 # Warm-ups use the prompts numbered below this.
 FIRST_MEASURED_PROMPT = 1000
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -280,25 +280,8 @@ def main() -> None:
         starts = {"cold_start_s": server.start()}
         server.stop()
         starts["warm_start_s"] = server.start()
-        engine = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.engine_bench",
-                "--model",
-                str(args.model),
-                "--stdin",
-                "--max-tokens",
-                str(args.max_tokens),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        assert engine.stdin is not None and engine.stdout is not None
+        engine = EngineProcess(args.model, args.max_tokens)
         try:
-            assert engine.stdout.readline().strip() == "ready"
             # Warm the server the way the engine process warmed itself.
             run_async(serving_bench.run(server.url, "bench", 4, 4, 8))
             first = FIRST_MEASURED_PROMPT
@@ -311,9 +294,7 @@ def main() -> None:
                 for round_number in range(args.rounds):
                     for target in order if round_number % 2 == 0 else order[::-1]:
                         if target == "engine":
-                            engine.stdin.write(f"{concurrency} {total} {first}\n")
-                            engine.stdin.flush()
-                            runs["engine"].append(json.loads(engine.stdout.readline()))
+                            runs["engine"].append(engine.run(concurrency, total, first))
                         elif target == "openarc":
                             runs["openarc"].append(measure_server(server, concurrency, total, args.max_tokens, first))
                         else:
@@ -329,8 +310,7 @@ def main() -> None:
                         rows.append(openarc if target == "openarc" else median_run(target_runs))
                         print(json.dumps(rows[-1]), file=sys.stderr)
         finally:
-            engine.stdin.close()
-            engine.wait(60)
+            engine.close()
             server.stop()
 
     args.out.mkdir(parents=True, exist_ok=True)
