@@ -57,7 +57,7 @@ class PacedStack:
         self.server = start(workdir, port, step_ms, "auto", stream_interval)
         self.load: subprocess.Popen[bytes] | None = None
 
-    def models(self) -> Any:
+    def replica(self) -> Any:
         return httpx.get(f"{self.url}/openarc/models", timeout=10).json()["data"][0]["replicas"][0]
 
     def start_load(self, concurrency: int, requests_per_slot: int, max_tokens: int) -> None:
@@ -82,7 +82,7 @@ class PacedStack:
         )
         # Measure only once every stream is in flight: the load generator's start-up is not the serving path.
         deadline = time.monotonic() + 60
-        while self.models()["active"] < concurrency:
+        while self.replica()["active"] < concurrency:
             if self.load.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the load generator did not reach its concurrency")
             time.sleep(0.05)
@@ -90,7 +90,7 @@ class PacedStack:
     def cpu_seconds(self) -> float:
         assert self.load is not None
         http = httpx.get(f"{self.url}/openarc/runtime", timeout=10).json()["cpu_seconds"]
-        return float(http) + process_cpu_seconds(self.models()["pid"]) + process_cpu_seconds(self.load.pid)
+        return float(http) + process_cpu_seconds(self.replica()["pid"]) + process_cpu_seconds(self.load.pid)
 
     def stop_load(self) -> None:
         if self.load is not None:
