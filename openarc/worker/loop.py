@@ -136,8 +136,7 @@ class WorkerLoop:
             if self.runner.is_vlm:
                 input_ids, images, prompt_tokens, tail = self.runner.encode_vlm(request.prompt)
             else:
-                input_ids, tail = self.runner.encode(request.prompt)
-                prompt_tokens = int(input_ids.get_shape()[1])
+                input_ids, prompt_tokens, tail = self.runner.encode(request.prompt)
             self.runner.check_prompt(prompt_tokens)
             max_new = self.runner.max_new_tokens(prompt_tokens, request.params.max_tokens)
             config = self.runner.generation_config(request.params, max_new)

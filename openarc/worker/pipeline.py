@@ -23,6 +23,8 @@ _GREEDY_TEMPERATURE = 1e-5
 _SMALLEST_POSITIVE = 1e-30
 # Enough of a rendered prompt's end to see a `<think>` opened for the model.
 _PROMPT_TAIL_CHARS = 64
+# How far to look for a tokenizer's own length limit when the model's files state no context length.
+_PROBE_TOKENS = 32768
 
 
 class PromptRejected(Exception):
@@ -40,6 +42,36 @@ def genai_message(exc: Exception) -> str:
     if len(lines) > 1 and lines[0].startswith("Check "):
         lines = lines[1:]
     return " ".join(lines)
+
+
+def truncation_limit(tokenizer: Any, context_length: int | None) -> int | None:
+    """The length at which `tokenizer` cuts every input, if it cuts inputs no longer than the model's context + 1.
+
+    Tokenizers built from GGUF files cut inputs at a length fixed inside the tokenizer model (SmolLM2's: 8192),
+    whatever `truncation=False` says: a 20,000-token prompt comes back as its first 8,192 tokens. So a prompt that
+    reaches this length may have been cut and its true length is unknown. Found by encoding n and 2n words (each
+    at least one token): an input that stops growing was cut.
+    """
+    words = (context_length or _PROBE_TOKENS) + 1
+    shorter = int(tokenizer.encode(" a" * words, add_special_tokens=False).input_ids.get_shape()[1])
+    longer = int(tokenizer.encode(" a" * (2 * words), add_special_tokens=False).input_ids.get_shape()[1])
+    return shorter if shorter == longer else None
+
+
+def checked_length(input_ids: Any, limit: int | None, context_length: int | None) -> int:
+    """A tokenized prompt's length; refused when the tokenizer may have cut it (see `truncation_limit`)."""
+    length = int(input_ids.get_shape()[1])
+    if limit is None or length < limit:
+        return length
+    if context_length is not None and limit >= context_length:
+        raise PromptRejected(
+            f"This model's maximum context length is {context_length} tokens. However, your prompt has at least "
+            f"{limit} tokens. Please reduce the length of the prompt."
+        )
+    raise PromptRejected(
+        f"This model's tokenizer reads at most {limit} tokens, and your prompt has at least {limit}: it would be "
+        "cut. Please reduce the length of the prompt."
+    )
 
 
 def _template_error(exc: Exception) -> str:
@@ -74,6 +106,7 @@ class ModelRunner:
         self.image_tokens = ImageTokenCounter(folder) if self.is_vlm else None
         self.chat_template = spec.chat_template or ""
         self.context_length = context_length(Path(spec.source))
+        self.truncation_limit = truncation_limit(self.tokenizer, self.context_length)
         base = self.pipeline.get_config()
         self._eos_token_id = base.eos_token_id
         self._stop_token_ids = set(base.stop_token_ids)
@@ -118,24 +151,29 @@ class ModelRunner:
             if TAG.search(prompt.text):
                 raise PromptRejected("a completions prompt cannot carry image tags; send images to chat completions")
             counted = self.tokenizer.encode(prompt.text, add_special_tokens=True)
-            return prompt.text, [], int(counted.input_ids.get_shape()[1]), None
+            return prompt.text, [], self._length(counted.input_ids), None
         tags = len(TAG.findall(" ".join(str(m.get("content", "")) for m in prompt.messages)))
         if tags != len(prompt.images):
             raise PromptRejected(f"the messages place {tags} images but {len(prompt.images)} were sent")
         text = self._render(prompt)
         counted = self.tokenizer.encode(self.image_tokens.text_for_counting(text), add_special_tokens=False)
-        tokens = int(counted.input_ids.get_shape()[1]) + sum(self.image_tokens.count(i) for i in prompt.images)
+        tokens = self._length(counted.input_ids) + sum(self.image_tokens.count(i) for i in prompt.images)
         tail = text[-_PROMPT_TAIL_CHARS:] if prompt.report_tail else None
         return text, [tensor(image) for image in prompt.images], tokens, tail
 
-    def encode(self, prompt: ChatPrompt | TextPrompt) -> tuple[Any, str | None]:
-        """The prompt as an input_ids tensor of shape [1, n], and the rendered chat prompt's tail if asked for."""
+    def encode(self, prompt: ChatPrompt | TextPrompt) -> tuple[Any, int, str | None]:
+        """The prompt as an input_ids tensor of shape [1, n], n, and the rendered chat prompt's tail if asked for."""
         if isinstance(prompt, TextPrompt):
-            return self.tokenizer.encode(prompt.text, add_special_tokens=True).input_ids, None
+            input_ids = self.tokenizer.encode(prompt.text, add_special_tokens=True).input_ids
+            return input_ids, self._length(input_ids), None
         text = self._render(prompt)
         tail = text[-_PROMPT_TAIL_CHARS:] if prompt.report_tail else None
         # The template already wrote the special tokens (BOS and role markers) as text.
-        return self.tokenizer.encode(text, add_special_tokens=False).input_ids, tail
+        input_ids = self.tokenizer.encode(text, add_special_tokens=False).input_ids
+        return input_ids, self._length(input_ids), tail
+
+    def _length(self, input_ids: Any) -> int:
+        return checked_length(input_ids, self.truncation_limit, self.context_length)
 
     def _render(self, prompt: ChatPrompt) -> str:
         try:

@@ -90,12 +90,23 @@ def test_unknown_model_is_404_model_not_found(server: Server) -> None:
 
 
 def test_context_overflow_is_a_400_before_streaming(server: Server) -> None:
+    # ~9,000 tokens, which SmolLM2's tokenizer cuts to its first 8,192: the error must not call that the length.
     long_prompt = "hello " * 9000
     with server.http() as http:
         error = error_of(
             http.post("/v1/completions", json={"model": "smollm2", "prompt": long_prompt, "stream": True}), 400
         )
-        assert "maximum context length is 8192 tokens" in error["message"]
+        assert (
+            "maximum context length is 8192 tokens. However, your prompt has at least 8192 tokens" in error["message"]
+        )
+        error = error_of(
+            http.post(
+                "/v1/chat/completions",
+                json={"model": "smollm2", "messages": [{"role": "user", "content": long_prompt}], "max_tokens": 5},
+            ),
+            400,
+        )
+        assert "your prompt has at least 8192 tokens" in error["message"]
         error = error_of(
             http.post("/v1/chat/completions", json={"model": "smollm2", "messages": MESSAGES, "max_tokens": 9000}),
             400,
