@@ -288,8 +288,8 @@ def main() -> None:
         try:
             # Warm the server the way the engine process warmed itself, then both alike with one stream at a time.
             # Without the second, the first C = 1 run of each target took ~2x as long to its first token as the
-            # later ones (TTFT p50 80-156 ms against 40-98 in four passes): the CPU plugin's first inference at each
-            # new input shape is slow, and one prompt at a time brings shapes the warm-up of 4 did not.
+            # later ones (TTFT p50 80-156 ms against 40-98 in four passes), most likely the CPU plugin's first
+            # inference at each new input shape: one prompt at a time brings shapes the warm-up of 4 did not.
             run_async(serving_bench.run(server.url, "bench", 4, 4, 8))
             engine.run(1, WARM_UP_REQUESTS, WARM_UP_PROMPT)
             run_async(
