@@ -35,7 +35,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.common import level_requests, percentile, step_profile
+from benchmarks.common import TOPICS, level_requests, percentile, step_profile
 from benchmarks.engine_process import ROOT, EngineProcess
 from openarc import event_loop
 
@@ -45,7 +45,7 @@ T = TypeVar("T")
 WARM_UP_PROMPT = 1000
 FIRST_MEASURED_PROMPT = 1100
 # One prompt per topic: every prompt length the measured runs bring.
-WARM_UP_REQUESTS = 16
+WARM_UP_REQUESTS = len(TOPICS)
 
 DEMO_MODEL = ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -293,9 +293,7 @@ def main() -> None:
             run_async(serving_bench.run(server.url, "bench", 4, 4, 8))
             engine.run(1, WARM_UP_REQUESTS, WARM_UP_PROMPT)
             run_async(
-                serving_bench.run(
-                    server.url, "bench", 1, WARM_UP_REQUESTS, args.max_tokens, first=WARM_UP_PROMPT + WARM_UP_REQUESTS
-                )
+                serving_bench.run(server.url, "bench", 1, WARM_UP_REQUESTS, args.max_tokens, first=WARM_UP_PROMPT)
             )
             first = FIRST_MEASURED_PROMPT
             for concurrency in args.concurrency:
