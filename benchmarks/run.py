@@ -7,7 +7,8 @@ Engine, server and peer alternate, level by level and round by round (`--rounds`
 is reported with every run's tok/s beside it): each process idles while another is measured. Rounds run the
 targets in turn and then in reverse (engine, OpenArc, peer; peer, OpenArc, engine; ...), so a machine that
 slows down or speeds up over minutes favours none of them, and OpenArc / engine is the median of each
-round's own ratio: a shared VM's speed moves ±10% from one minute to the next, more than the gap measured.
+round's own ratio (and OpenArc - engine in TTFT p50 the median of each round's own difference): a shared VM's
+speed moves ±10% from one minute to the next, more than the gap measured.
 
 Also measured: cold start (process start to /ready) with an empty OpenVINO model cache, warm start with it
 filled, HTTP-process event-loop lag, HTTP-process CPU seconds per 1,000 generated tokens, and the RSS of the
@@ -147,6 +148,11 @@ def paired_ratios(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) ->
     ]
 
 
+def paired_ttft_gaps(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[float]:
+    """Each round's TTFT p50 minus the baseline's in the same round, in ms."""
+    return [round(run["ttft_p50_ms"] - base["ttft_p50_ms"], 2) for run, base in zip(runs, baseline, strict=True)]
+
+
 def measure_server(server: Server, concurrency: int, total: int, max_tokens: int, first: int) -> dict[str, Any]:
     server.get("/openarc/runtime?reset=1")
     before = server.get("/openarc/runtime")
@@ -187,19 +193,23 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
         by_level.setdefault(row["concurrency"], {})[row["target"]] = row
     lines = [
         "| C | engine tok/s | OpenArc tok/s | OpenArc / engine (per round) | peer tok/s "
-        "| TTFT p50 engine / OpenArc / peer (ms) | ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) "
+        "| TTFT p50 engine / OpenArc / peer (ms) | TTFT p50 OpenArc - engine (per round, ms) "
+        "| ITL p50 / p95 OpenArc (ms) | loop lag p50 / p99 / max (ms) "
         "| HTTP CPU s per 1k tok | errors / malformed (OpenArc, peer) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level, targets in sorted(by_level.items()):
         engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
         ratios = ours["extra"].get("engine_ratio_runs", [])
         spread = f" [{', '.join(f'{r:.1%}' for r in ratios)}]" if len(ratios) > 1 else ""
         ratio = f"{percentile(ratios, 50):.1%}{spread}" if ratios else "-"
+        gaps = ours["extra"].get("engine_ttft_gap_ms_runs", [])
+        gap_spread = f" [{', '.join(f'{g:+g}' for g in gaps)}]" if len(gaps) > 1 else ""
+        gap = f"{percentile(gaps, 50):+.2f}{gap_spread}" if gaps else "-"
         lag = ours["extra"]["loop_lag_ms"]
         lines.append(
             f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio} | {_rate(peer)} "
-            f"| {engine.get('ttft_p50_ms', '-')} / {ours['ttft_p50_ms']} / {peer.get('ttft_p50_ms', '-')} "
+            f"| {engine.get('ttft_p50_ms', '-')} / {ours['ttft_p50_ms']} / {peer.get('ttft_p50_ms', '-')} | {gap} "
             f"| {ours['itl_p50_ms']} / {ours['itl_p95_ms']} "
             f"| {lag.get('p50_ms')} / {lag.get('p99_ms')} / {lag.get('max_ms')} "
             f"| {ours['extra']['http_cpu_seconds_per_1k_tokens']} "
@@ -212,7 +222,8 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     lines.append("")
     lines.append(
         f"tok/s and TTFT p50: medians of {rounds} runs per target and level (every run's tok/s in brackets); "
-        "OpenArc / engine: the median of the rounds' own ratios. Targets alternate, in turn and in reverse, "
+        "OpenArc / engine and OpenArc - engine: the medians of the rounds' own ratios and differences. "
+        "Targets alternate, in turn and in reverse, "
         "with fresh prompts each run. "
         f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
         f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
@@ -316,6 +327,7 @@ def main() -> None:
                         first += total
                 openarc = median_run(runs["openarc"])
                 openarc["extra"]["engine_ratio_runs"] = paired_ratios(runs["openarc"], runs["engine"])
+                openarc["extra"]["engine_ttft_gap_ms_runs"] = paired_ttft_gaps(runs["openarc"], runs["engine"])
                 for target, target_runs in runs.items():
                     if target_runs:
                         rows.append(openarc if target == "openarc" else median_run(target_runs))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from benchmarks.common import level_requests, step_profile
-from benchmarks.run import median_run, paired_ratios, table
+from benchmarks.run import median_run, paired_ratios, paired_ttft_gaps, table
 from benchmarks.serving_bench import Malformed, StreamCheck
 
 
@@ -66,13 +66,13 @@ def test_median_run_takes_medians_and_counts_every_error() -> None:
 
 
 def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
-    def runs(*rates: float) -> list[dict[str, Any]]:
+    def runs(*rates: float, ttfts: tuple[float, ...] = (1.0, 1.0, 1.0)) -> list[dict[str, Any]]:
         return [
             {
                 "target": "t",
                 "concurrency": 64,
                 "output_tokens_per_s": rate,
-                "ttft_p50_ms": 1.0,
+                "ttft_p50_ms": ttft,
                 "itl_p50_ms": 1.0,
                 "itl_p95_ms": 1.0,
                 "errors": 0,
@@ -80,16 +80,20 @@ def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
                 # 64 sequences a step at 64 / rate seconds a step, in steps 98% of the time.
                 "extra": {"steps": step_profile(100, 100 * 64 / rate, 6400, 100 * 64 / rate / 0.98)},
             }
-            for rate in rates
+            for rate, ttft in zip(rates, ttfts, strict=True)
         ]
 
-    # The machine ran fast in round 2: the medians of the rates would say 100%, the rounds say 95%.
-    engine, ours = runs(100.0, 200.0, 90.0), runs(95.0, 190.0, 100.0)
+    # The machine ran fast in round 2: the medians of the rates would say 100%, the rounds say 95%. Likewise the
+    # medians of TTFT would say +0 ms (30 against 30), the rounds +5 ms.
+    engine = runs(100.0, 200.0, 90.0, ttfts=(30.0, 20.0, 40.0))
+    ours = runs(95.0, 190.0, 100.0, ttfts=(35.0, 25.0, 30.0))
     assert paired_ratios(ours, engine) == [0.95, 0.95, 1.1111]
+    assert paired_ttft_gaps(ours, engine) == [5.0, 5.0, -10.0]
     engine_row = {**median_run(engine), "target": "engine"}
     ours_row = median_run(ours)
     ours_row["extra"].update(
         engine_ratio_runs=paired_ratios(ours, engine),
+        engine_ttft_gap_ms_runs=paired_ttft_gaps(ours, engine),
         loop_lag_ms={},
         http_cpu_seconds_per_1k_tokens=0.1,
         http_rss_mb=80.0,
@@ -98,6 +102,7 @@ def test_the_engine_ratio_is_the_median_of_each_rounds_own_ratio() -> None:
     ours_row["target"] = "openarc"
     markdown = table([engine_row, ours_row], {"cold_start_s": 1.0, "warm_start_s": 1.0})
     assert "| 95.0% [95.0%, 95.0%, 111.1%] |" in markdown
+    assert "| 30.0 / 30.0 / - | +5.00 [+5, +5, -10] |" in markdown
     # Each column of the step table is the median over the runs (engine 100 tok/s → 640 ms a step, ours 100 → 640).
     assert "| 64 | 640.0 / 640.0 | 64.0 / 64.0 | 98.0% / 98.0% |" in markdown
 
