@@ -6,6 +6,8 @@ import asyncio
 import base64
 import io
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +24,16 @@ def encoded(fmt: str, size: tuple[int, int] = (20, 10), color: tuple[int, int, i
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format=fmt)
     return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that states its size and holds no pixel data: tiny on the wire, huge once decoded."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
@@ -63,6 +75,10 @@ def test_gif_first_frame_and_downscaling() -> None:
         (data_url(encoded("BMP"), "image/bmp"), ImageLimits(), "unsupported or corrupt image"),
         (data_url(encoded("PNG")), ImageLimits(max_bytes=10), "larger than the 10 bytes"),
         (data_url(encoded("PNG", (100, 100))), ImageLimits(max_pixels=5000), "more than the 5000 accepted"),
+        # Beyond where Pillow warns (~89M pixels) and where it raises (~179M): still our 400, not a 500.
+        (data_url(png_header(10_000, 10_000)), ImageLimits(), "10000x10000 pixels, more than the 40000000"),
+        (data_url(png_header(20_000, 20_000)), ImageLimits(), "20000x20000 pixels, more than the 40000000"),
+        (data_url(png_header(30, 30)), ImageLimits(), "cannot be decoded"),
         ("ftp://example.com/a.png", ImageLimits(), "data: URL or an http(s) URL"),
         ("http://127.0.0.1:9/a.png", ImageLimits(), "private or local address"),
         ("http://10.1.2.3/a.png", ImageLimits(), "private or local address"),
