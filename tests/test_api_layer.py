@@ -21,6 +21,7 @@ from openarc.protocol.chat import (
     TextPart,
     UserMessage,
 )
+from openarc.protocol.completions import CompletionRequest
 from openarc.serving.chat import template_messages
 from openarc.serving.errors import APIError
 from openarc.serving.sse import SLOT, event, template
@@ -39,6 +40,30 @@ def test_decode_accepts_unknown_fields() -> None:
         b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "x_extra": 1}', ChatCompletionRequest
     )
     assert body.model == "m"
+
+
+def test_decode_reads_null_as_unset_for_optional_fields() -> None:
+    # OpenAI documents n, stream and echo as nullable; clients that serialise every field send them so.
+    chat = decode_body(
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": null, "stream": null, "top_p": null}',
+        ChatCompletionRequest,
+    )
+    assert (chat.n, chat.stream, chat.top_p) == (1, False, None)
+    completion = decode_body(b'{"model": "m", "prompt": "x", "echo": null, "ignore_eos": null}', CompletionRequest)
+    assert (completion.echo, completion.ignore_eos) == (False, False)
+    # A required field is still required: null is not a model name.
+    with pytest.raises(APIError) as caught:
+        decode_body(b'{"model": null, "prompt": "x"}', CompletionRequest)
+    assert (caught.value.status, caught.value.param) == (400, "model")
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_decode_refuses_deep_nesting_with_a_400(depth: int) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "x": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(APIError) as caught:
+        decode_body(body, ChatCompletionRequest)
+    assert caught.value.status == 400
+    assert caught.value.message == "The request body is nested too deeply."
 
 
 def test_template_messages_flatten_parts_and_map_developer() -> None:

@@ -70,7 +70,12 @@ def test_bad_chat_input_is_a_400_naming_the_field(
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"), (b"", "not valid JSON")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"", "not valid JSON"),
+        (b'{"model": "smollm2", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),
+    ],
 )
 def test_unparseable_body_is_a_400(server: Server, content: bytes, fragment: str) -> None:
     with server.http() as http:
@@ -78,6 +83,19 @@ def test_unparseable_body_is_a_400(server: Server, content: bytes, fragment: str
             http.post("/v1/chat/completions", content=content, headers={"content-type": "application/json"}), 400
         )
     assert fragment in error["message"]
+
+
+def test_null_is_unset_for_optional_fields(server: Server) -> None:
+    # OpenAI documents n, stream and echo as nullable; clients that serialise every field send them as null.
+    with server.http() as http:
+        chat = {"model": "smollm2", "messages": MESSAGES, "max_tokens": 2, "n": None, "stream": None, "seed": None}
+        response = http.post("/v1/chat/completions", json=chat)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["choices"]) == 1
+        completion = {"model": "smollm2", "prompt": "Hi", "max_tokens": 2, "echo": None, "stream": None}
+        response = http.post("/v1/completions", json=completion)
+        assert response.status_code == 200, response.text
+        assert response.json()["usage"]["completion_tokens"] <= 2
 
 
 def test_unknown_model_is_404_model_not_found(server: Server) -> None:
