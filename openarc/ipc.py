@@ -15,7 +15,7 @@ import msgspec
 FRAME_HEADER = struct.Struct(">I")
 
 # "timeout" never crosses the pipe: the HTTP process fails its own streams when server.request_timeout passes.
-ErrorKind = Literal["invalid_request", "engine", "timeout"]
+ErrorKind = Literal["invalid_request", "context_length", "engine", "timeout"]
 FinishReason = Literal["stop", "length"]
 
 
@@ -53,8 +53,10 @@ class LoadModel(msgspec.Struct, kw_only=True):
 class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Resolved sampling settings: every default is already applied by the serving layer."""
 
-    # None: generate until the end of the context.
+    # The client's own limit: refused when the prompt leaves less room. None: generate until the end of the context,
+    # but at most max_tokens_cap (the model's default or limit) when that is set.
     max_tokens: int | None = None
+    max_tokens_cap: int | None = None
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0

@@ -47,7 +47,7 @@ from openarc.serving.images import ImageError, ImageLimits, load_image
 from openarc.serving.logprobs import chat_logprobs
 from openarc.serving.models import resolve
 from openarc.serving.reasoning_parsers import default_reasoning_parser
-from openarc.serving.sampling import bounded_max_tokens, check_common, sampling_params
+from openarc.serving.sampling import check_common, sampling_params, token_budget
 from openarc.serving.sse import SLOT, event, template
 from openarc.serving.tool_parsers import ToolCallDelta as ParsedCallDelta
 
@@ -161,21 +161,22 @@ class ChatServing:
         prompt = ChatPrompt(
             messages, template_tools, request.chat_template_kwargs, report_tail=reasoning is not None, images=images
         )
-        max_tokens = bounded_max_tokens(
+        budget = token_budget(
             request.max_completion_tokens or request.max_tokens,
             model.config.generation.max_tokens,
             model.config.max_tokens_limit,
+            "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens",
         )
         keep_special = tools.mode == "auto" and tools.parser in _SPECIAL_MARKER_PARSERS
         params = [
             sampling_params(
-                request, model.config.generation, max_tokens, i, tools.json_schema, bool(request.logprobs), keep_special
+                request, model.config.generation, budget, i, tools.json_schema, bool(request.logprobs), keep_special
             )
             for i in range(request.n)
         ]
         request_id = response_id("chatcmpl")
         generation = await Generation.start(
-            request_id, self.engine, model, [prompt], params, self.metrics, self.timeout
+            request_id, self.engine, model, [prompt], params, self.metrics, self.timeout, prompt_param="messages"
         )
         outputs = [ChoiceOutput(tools, reasoning, stream.prompt_tail) for stream in generation.streams]
         if request.stream:

@@ -18,7 +18,7 @@ from openarc.serving.generation import Generation
 from openarc.serving.ids import SYSTEM_FINGERPRINT, response_id
 from openarc.serving.logprobs import completion_logprobs
 from openarc.serving.models import resolve
-from openarc.serving.sampling import bounded_max_tokens, check_common, sampling_params
+from openarc.serving.sampling import check_common, sampling_params, token_budget
 from openarc.serving.sse import SLOT, event, template
 
 
@@ -42,15 +42,22 @@ class CompletionServing:
         model = resolve(self.engine, request.model)
         _check_supported(request)
         texts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        max_tokens = bounded_max_tokens(
-            request.max_tokens, model.config.generation.max_tokens, model.config.max_tokens_limit
+        budget = token_budget(
+            request.max_tokens, model.config.generation.max_tokens, model.config.max_tokens_limit, "max_tokens"
         )
         logprobs = request.logprobs is not None
         defaults = model.config.generation
-        params = [sampling_params(request, defaults, max_tokens, i, logprobs=logprobs) for i in range(request.n)]
+        params = [sampling_params(request, defaults, budget, i, logprobs=logprobs) for i in range(request.n)]
         request_id = response_id("cmpl")
         generation = await Generation.start(
-            request_id, self.engine, model, [TextPrompt(t) for t in texts], params, self.metrics, self.timeout
+            request_id,
+            self.engine,
+            model,
+            [TextPrompt(t) for t in texts],
+            params,
+            self.metrics,
+            self.timeout,
+            prompt_param="prompt",
         )
         # Choice i answers prompt i // n, as in OpenAI's API.
         echoes = [texts[i // request.n] if request.echo else "" for i in range(len(generation.streams))]

@@ -76,10 +76,12 @@ class Generation:
         params: Sequence[SamplingParams],
         metrics: Metrics | None = None,
         timeout: float | None = None,
+        prompt_param: str | None = None,
     ) -> Generation:
         """Submit every (prompt, choice) pair and wait until the worker accepted or refused each one.
 
-        Waiting here lets a refusal (prompt too long, template error) become a real 4xx before any 200 is sent.
+        Waiting here lets a refusal (prompt too long, template error) become a real 4xx before any 200 is sent;
+        a prompt too long for the context names `prompt_param`, with OpenAI's code `context_length_exceeded`.
         """
         n = len(params)
         try:
@@ -99,21 +101,23 @@ class Generation:
             while not all(stream.started for stream in streams):
                 await notify.wait()
                 notify.clear()
-                generation.raise_refusal()
+                generation.raise_refusal(prompt_param)
         except BaseException:
             generation.close()
             raise
         return generation
 
-    def raise_refusal(self) -> None:
+    def raise_refusal(self, prompt_param: str | None = None) -> None:
         for stream in self.streams:
             if stream.error is not None:
-                raise self.error_for(stream.error, stream.error_kind)
+                raise self.error_for(stream.error, stream.error_kind, prompt_param)
 
     @staticmethod
-    def error_for(message: str, kind: str | None) -> APIError:
+    def error_for(message: str, kind: str | None, prompt_param: str | None = None) -> APIError:
         if kind == "invalid_request":
             return invalid_request(message)
+        if kind == "context_length":
+            return invalid_request(message, prompt_param, "context_length_exceeded")
         if kind == "timeout":
             return timed_out(message)
         return engine_failed(message)

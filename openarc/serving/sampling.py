@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from openarc.config import GenerationDefaults
 from openarc.ipc import SamplingParams
 from openarc.protocol.base import SamplingRequest
@@ -26,22 +28,30 @@ def check_common(request: SamplingRequest) -> None:
         raise invalid_request("`stream_options` is only allowed when `stream` is true.", "stream_options")
 
 
-def bounded_max_tokens(requested: int | None, default: int | None, limit: int | None) -> int | None:
-    """The request's output budget: its own, else the model's default, never above the model's limit."""
-    if limit is not None and requested is not None and requested > limit:
-        raise invalid_request(
-            f"max_tokens is {requested}, but this model allows at most {limit} tokens per request.", "max_tokens"
-        )
-    chosen = requested if requested is not None else default
-    if limit is not None:
-        return min(chosen, limit) if chosen is not None else limit
-    return chosen
+class TokenBudget(NamedTuple):
+    # The client's own max_tokens: a prompt that leaves less room is refused.
+    requested: int | None
+    # For a request that set none: the model's default or limit, which the worker lowers to the room the prompt
+    # leaves, since the client did not ask for it (as vLLM does).
+    cap: int | None
+
+
+def token_budget(requested: int | None, default: int | None, limit: int | None, param: str) -> TokenBudget:
+    """The request's output budget: its own (`param`), never above the model's limit; else the default and limit."""
+    if requested is not None:
+        if limit is not None and requested > limit:
+            raise invalid_request(
+                f"{param} is {requested}, but this model allows at most {limit} tokens per request.", param
+            )
+        return TokenBudget(requested, None)
+    caps = [value for value in (default, limit) if value is not None]
+    return TokenBudget(None, min(caps) if caps else None)
 
 
 def sampling_params(
     request: SamplingRequest,
     defaults: GenerationDefaults,
-    max_tokens: int | None,
+    budget: TokenBudget,
     seed_offset: int = 0,
     json_schema: str | None = None,
     logprobs: bool = False,
@@ -52,7 +62,8 @@ def sampling_params(
     top_k = request.top_k if request.top_k is not None else (defaults.top_k or 0)
     seed = None if request.seed is None else (request.seed + seed_offset) % _SEED_SPACE
     return SamplingParams(
-        max_tokens=max_tokens,
+        max_tokens=budget.requested,
+        max_tokens_cap=budget.cap,
         temperature=_pick(request.temperature, defaults.temperature, 1.0),
         top_p=_pick(request.top_p, defaults.top_p, 1.0),
         top_k=max(top_k, 0),

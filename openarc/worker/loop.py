@@ -12,7 +12,7 @@ import openvino_genai
 
 from openarc.ipc import AbortRequest, AddRequest, Command, RequestOutput, Shutdown, StepReport, WorkerStats
 from openarc.worker.channel import CommandChannel
-from openarc.worker.pipeline import ModelRunner, PromptRejected
+from openarc.worker.pipeline import ContextTooLong, ModelRunner, PromptRejected
 from openarc.worker.refill import refill_budget
 from openarc.worker.text_output import TextOutput, decode_step
 
@@ -138,8 +138,13 @@ class WorkerLoop:
             else:
                 input_ids, prompt_tokens, tail = self.runner.encode(request.prompt)
             self.runner.check_prompt(prompt_tokens)
-            max_new = self.runner.max_new_tokens(prompt_tokens, request.params.max_tokens)
+            max_new = self.runner.max_new_tokens(
+                prompt_tokens, request.params.max_tokens, request.params.max_tokens_cap
+            )
             config = self.runner.generation_config(request.params, max_new)
+        except ContextTooLong as exc:
+            self.outputs.append(RequestOutput(request.rid, error=str(exc), error_kind="context_length"))
+            return
         except PromptRejected as exc:
             self.outputs.append(RequestOutput(request.rid, error=str(exc), error_kind="invalid_request"))
             return

@@ -31,6 +31,10 @@ class PromptRejected(Exception):
     """The request cannot be run as asked (too long, template failure); the message is for the client."""
 
 
+class ContextTooLong(PromptRejected):
+    """The prompt, or the prompt plus the completion asked for, does not fit the model's context."""
+
+
 def _token_id(value: int) -> int | None:
     # GenAI writes "unset" as -1 or as SIZE_MAX.
     return None if value < 0 or value >= 2**63 else int(value)
@@ -64,11 +68,11 @@ def checked_length(input_ids: Any, limit: int | None, context_length: int | None
     if limit is None or length < limit:
         return length
     if context_length is not None and limit >= context_length:
-        raise PromptRejected(
+        raise ContextTooLong(
             f"This model's maximum context length is {context_length} tokens. However, your prompt has at least "
             f"{limit} tokens. Please reduce the length of the prompt."
         )
-    raise PromptRejected(
+    raise ContextTooLong(
         f"This model's tokenizer reads at most {limit} tokens, and your prompt has at least {limit}: it would be "
         "cut. Please reduce the length of the prompt."
     )
@@ -192,19 +196,21 @@ class ModelRunner:
         if prompt_tokens == 0:
             raise PromptRejected("The prompt is empty: it has no tokens to complete.")
 
-    def max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
+    def max_new_tokens(self, prompt_tokens: int, requested: int | None, cap: int | None = None) -> int:
+        """The completion's budget: the client's own `requested` must fit the context; with none, the room left,
+        never more than the server's `cap` (a model default or limit the client did not ask for)."""
         if self.context_length is None:
-            return requested or FALLBACK_MAX_TOKENS
+            return requested or cap or FALLBACK_MAX_TOKENS
         room = self.context_length - prompt_tokens
         if requested is None:
             if room < 1:
-                raise PromptRejected(
+                raise ContextTooLong(
                     f"This model's maximum context length is {self.context_length} tokens. "
                     f"However, your prompt is {prompt_tokens} tokens, leaving no room for a completion."
                 )
-            return room
+            return room if cap is None else min(room, cap)
         if requested > room:
-            raise PromptRejected(
+            raise ContextTooLong(
                 f"This model's maximum context length is {self.context_length} tokens. However, you requested "
                 f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} for the "
                 f"completion). Please reduce the length of the prompt or the completion."

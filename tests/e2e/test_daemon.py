@@ -150,17 +150,17 @@ def test_body_size_queue_and_max_tokens_limits(smollm2_gguf: Path, tmp_path: Pat
             {"id": "smollm2", "source": str(smollm2_gguf), "scheduler": {"max_num_seqs": 2}, "max_waiting": 0},
             {"id": "capped", "source": str(smollm2_gguf), "max_tokens_limit": 40},
         ],
-        {"max_request_bytes": 4096},
+        {"max_request_bytes": 60_000},
     )
     with run_server(config, tmp_path) as server, server.http() as http:
-        big = {"model": "smollm2", "messages": [{"role": "user", "content": "x" * 5000}]}
+        big = {"model": "smollm2", "messages": [{"role": "user", "content": "x" * 70_000}]}
         response = http.post("/v1/chat/completions", json=big)
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "request_too_large"
 
         def chunked() -> Iterator[bytes]:
             yield b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
-            yield b"x" * 5000
+            yield b"x" * 70_000
             yield b'"}]}'
 
         response = http.post("/v1/chat/completions", content=chunked(), headers={"content-type": "application/json"})
@@ -170,6 +170,15 @@ def test_body_size_queue_and_max_tokens_limits(smollm2_gguf: Path, tmp_path: Pat
         assert capped.status_code == 400 and capped.json()["error"]["param"] == "max_tokens"
         unset = {"model": "capped", "messages": MESSAGES, "ignore_eos": True}
         assert http.post("/v1/chat/completions", json=unset).json()["usage"]["completion_tokens"] == 40
+        # ~8,170 prompt tokens leave less room than the limit: the limit was not the client's to meet, so the
+        # completion gets the room left (as in vLLM), not a 400 for asking beyond the context.
+        near_full = {"model": "capped", "messages": [{"role": "user", "content": "hello " * 8140}], "ignore_eos": True}
+        answer = http.post("/v1/chat/completions", json=near_full)
+        assert answer.status_code == 200, answer.text
+        usage = answer.json()["usage"]
+        assert 0 < usage["completion_tokens"] < 40
+        assert usage["prompt_tokens"] + usage["completion_tokens"] == 8192
+        assert answer.json()["choices"][0]["finish_reason"] == "length"
 
         # Streams long enough (4000 tokens, ~40 s) to hold both slots while the third request arrives.
         long = {"model": "smollm2", "messages": MESSAGES, "max_tokens": 4000, "ignore_eos": True, "stream": True}

@@ -117,6 +117,8 @@ def test_context_overflow_is_a_400_before_streaming(server: Server) -> None:
         assert (
             "maximum context length is 8192 tokens. However, your prompt has at least 8192 tokens" in error["message"]
         )
+        # OpenAI's code and param, which agents read to trim a conversation and retry.
+        assert (error["code"], error["param"]) == ("context_length_exceeded", "prompt")
         error = error_of(
             http.post(
                 "/v1/chat/completions",
@@ -125,11 +127,16 @@ def test_context_overflow_is_a_400_before_streaming(server: Server) -> None:
             400,
         )
         assert "your prompt has at least 8192 tokens" in error["message"]
+        assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
         error = error_of(
             http.post("/v1/chat/completions", json={"model": "smollm2", "messages": MESSAGES, "max_tokens": 9000}),
             400,
         )
         assert "maximum context length" in error["message"]
+        assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+    with pytest.raises(openai.BadRequestError) as caught:
+        server.client().chat.completions.create(model="smollm2", messages=MESSAGES, max_completion_tokens=9000)
+    assert caught.value.code == "context_length_exceeded"
 
 
 def test_unsupported_completion_parameters(server: Server) -> None:
