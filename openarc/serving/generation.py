@@ -220,7 +220,9 @@ class Generation:
             async for ready in self.wakeups():
                 for index, delta in ready:
                     if delta.error is not None:
-                        yield b"".join([*frames, error_event(delta.error), DONE])
+                        # A timeout says so (type and code), as it would before the status line.
+                        error = self.error_for(delta.error, delta.error_kind)
+                        yield b"".join([*frames, error_event(error.message, error.type, error.code), DONE])
                         return
                     frames.extend(render(index, delta))
                 if frames and not all(stream.drained for stream in self.streams):

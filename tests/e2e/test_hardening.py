@@ -100,9 +100,12 @@ def test_request_timeout_stops_a_long_generation(hardened: Server) -> None:
     assert f"request_timeout of {TIMEOUT_SECONDS:g} s" in error["message"]
 
     stream = client.chat.completions.create(**LONG, stream=True)
-    with pytest.raises(openai.APIError, match="request_timeout"):
+    with pytest.raises(openai.APIError, match="request_timeout") as in_stream:
         for _ in stream:
             pass
+    # After the 200, the error event says what the status would have said.
+    body = in_stream.value.body
+    assert isinstance(body, dict) and (body["type"], body["code"]) == ("timeout_error", "request_timeout"), body
     # The engine stopped generating for both: the worker is idle again, and a short request answers.
     hardened.wait_until(lambda: hardened.status()["smollm2"]["replicas"][0]["active"] == 0, what="the abort")
     short = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
