@@ -45,12 +45,23 @@ def test_compilable_schemas_pass(schema: dict[str, Any]) -> None:
         ({"properties": {"a": {"$ref": "#/$defs/missing"}}}, "does not point inside"),
         ({"$ref": "https://example.com/schema.json"}, "does not point inside"),
         ({"type": "string", "pattern": "(unclosed"}, "is not a 'regex'"),
+        ({"type": "string", "pattern": "^(?=.*[0-9]).{8,}$"}, "has a lookahead"),
+        ({"type": "object", "patternProperties": {"\\bx": {"type": "integer"}}}, "patternProperties key"),
+        ({"properties": {"a": {"propertyNames": {"pattern": "(?i)a"}}}}, r"\$\.properties\.a\.propertyNames"),
         ({"properties": {"a": False}}, "accepts no value"),
         ([1, 2], "must be an object"),
     ],
 )
 def test_schemas_the_compiler_refuses_are_caught(schema: Any, fragment: str) -> None:
     with pytest.raises(SchemaProblem, match=fragment):
+        check_schema(schema)
+
+
+def test_a_schema_nested_too_deeply_is_a_problem_not_a_crash() -> None:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(150):
+        schema = {"type": "object", "properties": {"a": schema}}
+    with pytest.raises(SchemaProblem, match="nested too deeply"):
         check_schema(schema)
 
 

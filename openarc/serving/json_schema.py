@@ -5,7 +5,7 @@ worker with it (measured on GenAI 2026.4). So a schema must be proven compilable
 it must be a valid JSON Schema (the 2020-12 meta-schema, via `jsonschema`), and free of what XGrammar's
 converter refuses although the meta-schema allows it (checked below, after XGrammar 0.1.31's
 json_schema_converter.cc: unknown types, empty ranges, non-integral integer bounds, references it cannot
-resolve, patterns that do not compile).
+resolve, patterns that do not compile, here or in XGrammar's regex scanner: see grammar_regex.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from jsonschema import Draft202012Validator, SchemaError
+
+from openarc.serving.grammar_regex import regex_problem
 
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 _INT64 = 2**63
@@ -42,13 +44,16 @@ def check_schema(schema: Any) -> None:
         raise SchemaProblem("a JSON schema must be an object")
     try:
         Draft202012Validator.check_schema(schema)
+        problems = ((path, _node_problem(node, schema)) for path, node in _subschemas(schema, "$"))
+        found = next(((path, problem) for path, problem in problems if problem), None)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" for p in exc.path)
         raise SchemaProblem(f"not a valid JSON schema: {exc.message}" + (f" at {where}" if where else "")) from None
-    for path, node in _subschemas(schema, "$"):
-        problem = _node_problem(node, schema)
-        if problem:
-            raise SchemaProblem(f"{path}: {problem} (the grammar compiler refuses it)")
+    except RecursionError:
+        # The meta-schema check recurses a few frames per level: ~100 levels of `properties` exhaust the stack.
+        raise SchemaProblem("the schema is nested too deeply") from None
+    if found is not None:
+        raise SchemaProblem(f"{found[0]}: {found[1]} (the grammar compiler refuses it)")
 
 
 def _subschemas(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any] | bool]]:
@@ -98,6 +103,13 @@ def _node_problem(node: dict[str, Any] | bool, root: dict[str, Any]) -> str | No
             re.compile(pattern)
         except re.error as exc:
             return f"pattern {pattern!r} does not compile: {exc}"
+        problem = regex_problem(pattern)
+        if problem:
+            return f"pattern {pattern!r} has {problem}"
+    for name in node.get("patternProperties") or {}:
+        problem = regex_problem(name)
+        if problem:
+            return f"patternProperties key {name!r} has {problem}"
     return None
 
 

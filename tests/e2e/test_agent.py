@@ -238,12 +238,20 @@ def test_json_object_and_broken_schemas(agents: Server) -> None:
     )
     assert response.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(response.choices[0].message.content or ""), dict)
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(150):
+        deep = {"type": "object", "properties": {"a": deep}}
     broken: list[Any] = [
         {"type": "nonsense"},
         {"type": "object", "properties": {"a": {"type": "integer", "minimum": 5, "maximum": 1}}},
         {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}},
         {"type": "string", "pattern": "(unclosed"},
+        # Valid for Python's `re`, refused by the grammar compiler inside the step (which would fail the batch).
+        {"type": "object", "properties": {"pw": {"type": "string", "pattern": "^(?=.*[0-9]).{8,}$"}}},
+        {"type": "string", "pattern": "\\bword\\b"},
+        deep,
     ]
+    restarts = agents.status()["smollm2"]["replicas"][0]["restarts"]
     for schema in broken:
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(
@@ -255,8 +263,9 @@ def test_json_object_and_broken_schemas(agents: Server) -> None:
         body: Any = caught.value.body
         assert body["param"] == "response_format.json_schema.schema"
         assert body["code"] == "invalid_json_schema"
-    # The worker never saw them: the model still serves.
+    # The worker never saw them: the model still serves, from the same worker.
     assert client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=3).choices[0].message.content
+    assert agents.status()["smollm2"]["replicas"][0]["restarts"] == restarts
 
 
 def test_same_seed_same_text_and_logprobs(agents: Server) -> None:
