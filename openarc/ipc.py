@@ -15,6 +15,8 @@ import msgspec
 FRAME_HEADER = struct.Struct(">I")
 
 # "timeout" never crosses the pipe: the HTTP process fails its own streams when server.request_timeout passes.
+# A token's text, or, for a token that is only part of a character (byte-level vocabularies), its UTF-8 bytes.
+TokenPiece = str | list[int]
 ErrorKind = Literal["invalid_request", "context_length", "engine", "timeout"]
 FinishReason = Literal["stop", "length"]
 
@@ -127,9 +129,9 @@ class RequestOutput(msgspec.Struct, array_like=True, omit_defaults=True):
     prompt_tokens: int | None = None
     error: str | None = None
     error_kind: ErrorKind | None = None
-    # With SamplingParams.logprobs: one logprob and one text per new token.
+    # With SamplingParams.logprobs: one logprob and one piece per new token.
     logprobs: list[float] | None = None
-    token_texts: list[str] | None = None
+    token_texts: list[TokenPiece] | None = None
     # With ChatPrompt.report_tail, on the first output: the rendered prompt's last characters.
     prompt_tail: str | None = None
 

@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from openarc.ipc import ErrorKind, FinishReason, RequestOutput
+from openarc.ipc import ErrorKind, FinishReason, RequestOutput, TokenPiece
 
 
 @dataclass(slots=True)
@@ -22,9 +22,9 @@ class StreamDelta:
     finish_reason: FinishReason | None
     error: str | None = None
     error_kind: ErrorKind | None = None
-    # When the request asked for logprobs: one per new token, with the token's text.
+    # When the request asked for logprobs: one per new token, with the token's text (or bytes: see ipc.TokenPiece).
     logprobs: list[float] | None = None
-    token_texts: list[str] | None = None
+    token_texts: list[TokenPiece] | None = None
 
 
 class RequestStream:
@@ -60,7 +60,7 @@ class RequestStream:
         self.prompt_tokens: int | None = None
         self.prompt_tail: str | None = None
         self._logprobs: list[float] | None = None
-        self._token_texts: list[str] | None = None
+        self._token_texts: list[TokenPiece] | None = None
         self.completion_tokens = 0
         self.started_at = time.monotonic()
         self.first_token_at: float | None = None

@@ -125,7 +125,7 @@ class CompletionServing:
             token_logprobs = None
             if logprobs and delta.logprobs is not None and delta.token_texts is not None:
                 token_logprobs = completion_logprobs(delta.token_texts, delta.logprobs, offsets[index])
-                offsets[index] += sum(len(text) for text in delta.token_texts)
+                offsets[index] += sum(len(text) for text in delta.token_texts if isinstance(text, str))
             if delta.finish_reason is not None or token_logprobs is not None:
                 choice = CompletionChoice(
                     index=index, text=delta.text, finish_reason=delta.finish_reason, logprobs=token_logprobs

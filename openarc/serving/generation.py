@@ -13,7 +13,7 @@ from msgspec import UNSET, UnsetType
 from openarc.engine.engine import Engine, ServedModel
 from openarc.engine.errors import ModelUnavailable, Overloaded, Reloading, TooLarge
 from openarc.engine.stream import RequestStream, StreamDelta
-from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt
+from openarc.ipc import ChatPrompt, FinishReason, SamplingParams, TextPrompt, TokenPiece
 from openarc.metrics import Metrics
 from openarc.protocol.base import Performance, Usage
 from openarc.serving.errors import (
@@ -33,7 +33,7 @@ log = logging.getLogger("openarc.requests")
 @dataclass
 class CollectedChoice:
     text: str
-    token_texts: list[str] = field(default_factory=list)
+    token_texts: list[TokenPiece] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
 
 

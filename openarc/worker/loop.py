@@ -10,7 +10,16 @@ from typing import Any
 
 import openvino_genai
 
-from openarc.ipc import AbortRequest, AddRequest, Command, RequestOutput, Shutdown, StepReport, WorkerStats
+from openarc.ipc import (
+    AbortRequest,
+    AddRequest,
+    Command,
+    RequestOutput,
+    Shutdown,
+    StepReport,
+    TokenPiece,
+    WorkerStats,
+)
 from openarc.worker.channel import CommandChannel
 from openarc.worker.pipeline import ContextTooLong, ModelRunner, PromptRejected
 from openarc.worker.refill import refill_budget
@@ -264,13 +273,20 @@ class WorkerLoop:
         request.token_sent = request.token_sent or output.tokens > 0
         self.outputs.append(output)
 
-    def token_texts(self, requests: list[PreparedRequest]) -> dict[int, list[str]]:
-        """Each new token's own text for the requests that asked for logprobs, in one decode call for all."""
+    def token_texts(self, requests: list[PreparedRequest]) -> dict[int, list[TokenPiece]]:
+        """Each new token's own text for the requests that asked for logprobs, in one decode call for all; a token
+        that is part of a character (it decodes to "") as its bytes, when the vocabulary's table has them."""
         asking = [r for r in requests if r.logprobs and r.new_ids]
         if not asking:
             return {}
-        texts = self.runner.tokenizer.decode([[t] for r in asking for t in r.new_ids], skip_special_tokens=False)
-        result: dict[int, list[str]] = {}
+        ids = [t for r in asking for t in r.new_ids]
+        texts: list[TokenPiece] = list(self.runner.tokenizer.decode([[t] for t in ids], skip_special_tokens=False))
+        table = self.runner.token_bytes
+        if table is not None:
+            for i, (token, text) in enumerate(zip(ids, texts, strict=True)):
+                if not text and 0 <= token < len(table) and table[token]:
+                    texts[i] = list(table[token])
+        result: dict[int, list[TokenPiece]] = {}
         start = 0
         for r in asking:
             result[r.rid] = texts[start : start + len(r.new_ids)]

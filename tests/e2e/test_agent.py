@@ -268,6 +268,29 @@ def test_json_object_and_broken_schemas(agents: Server) -> None:
     assert agents.status()["smollm2"]["replicas"][0]["restarts"] == restarts
 
 
+def test_logprobs_give_the_bytes_of_tokens_that_split_a_character(agents: Server) -> None:
+    # The schema forces the text "🦉" (quotes included); SmolLM2 spells the owl with three tokens, each a part of
+    # its four UTF-8 bytes, which no token's text can show: OpenAI writes those as \xNN and gives their bytes.
+    response = agents.client().chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Which bird?"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "bird", "schema": {"enum": ["🦉"]}}},
+        logprobs=True,
+        max_tokens=10,
+        temperature=0,
+    )
+    content = response.choices[0].message.content
+    assert content == '"🦉"'
+    logprobs = response.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    joined = b"".join(bytes(item.bytes or []) for item in logprobs.content)
+    assert joined.startswith(content.encode()), joined
+    partial = [item for item in logprobs.content if item.token.startswith("\\x")]
+    assert partial, [item.token for item in logprobs.content]
+    for item in partial:
+        assert item.token == "".join(f"\\x{byte:02x}" for byte in item.bytes or [])
+
+
 def test_same_seed_same_text_and_logprobs(agents: Server) -> None:
     client = agents.client()
     kwargs: Any = {"model": "smollm2", "messages": ASK, "max_tokens": 24, "temperature": 1.0}
