@@ -30,6 +30,18 @@ def request(**fields: Any) -> ChatCompletionRequest:
         {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False},
         {"type": "array", "items": {"$ref": "#/$defs/x"}, "$defs": {"x": {"type": "integer", "minimum": 1}}},
         {"anyOf": [{"type": "string", "pattern": "^[a-z]+$"}, {"type": "null"}]},
+        # Each compiled by GenAI 2026.4's grammar compiler (probed), next to a refused neighbour below.
+        {"type": "array"},
+        {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+        {"type": "array", "prefixItems": [{"type": "integer"}], "minItems": 2, "items": True},
+        {"type": "array", "contains": {"type": "integer"}},
+        {"type": "object", "minProperties": 1, "additionalProperties": True},
+        {"type": "object", "minProperties": 1, "patternProperties": {"^a": {"type": "integer"}}},
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "minProperties": 1},
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]},
+        {"type": "integer", "minimum": 5, "maximum": 5},
+        {"type": "number", "minimum": 5, "exclusiveMaximum": 5},
+        {"allOf": [{"type": "object"}, {"required": ["a"]}]},
     ],
 )
 def test_compilable_schemas_pass(schema: dict[str, Any]) -> None:
@@ -49,6 +61,18 @@ def test_compilable_schemas_pass(schema: dict[str, Any]) -> None:
         ({"type": "object", "patternProperties": {"\\bx": {"type": "integer"}}}, "patternProperties key"),
         ({"properties": {"a": {"propertyNames": {"pattern": "(?i)a"}}}}, r"\$\.properties\.a\.propertyNames"),
         ({"properties": {"a": False}}, "accepts no value"),
+        # Valid JSON Schema, but GenAI 2026.4's grammar compiler fails on them inside the step (probed).
+        ({"type": "array", "minItems": 1}, "at least 1 items but allows 0"),
+        ({"type": "array", "prefixItems": [{"type": "integer"}], "minItems": 2, "items": False}, "allows 1"),
+        ({"type": "array", "prefixItems": [{}, {}], "maxItems": 1}, "maxItems 1 is below the 2 prefixItems"),
+        ({"type": "array", "contains": {"type": "integer"}, "minContains": 2}, "at least 2 items"),
+        ({"type": "object", "minProperties": 1}, "at least 1 properties but allows 0"),
+        ({"type": "object", "properties": {"a": {"type": "integer"}}, "minProperties": 2}, "allows 1"),
+        ({"type": "object", "required": ["a", "b"], "maxProperties": 1}, "below the 2 required"),
+        ({"type": "object", "propertyNames": {"type": "integer"}}, "propertyNames must describe strings"),
+        ({"type": "integer", "minimum": 5, "exclusiveMaximum": 5}, "leave no integer"),
+        ({"type": ["integer", "null"], "exclusiveMinimum": 4, "exclusiveMaximum": 5}, "leave no integer"),
+        ({"enum": []}, "empty enum"),
         ([1, 2], "must be an object"),
     ],
 )
@@ -63,6 +87,28 @@ def test_a_schema_nested_too_deeply_is_a_problem_not_a_crash() -> None:
         schema = {"type": "object", "properties": {"a": schema}}
     with pytest.raises(SchemaProblem, match="nested too deeply"):
         check_schema(schema)
+
+
+def test_only_a_forced_calls_schema_must_compile() -> None:
+    # Valid JSON Schema that the grammar compiler refuses: fine as a tool the model may call, refused when forced.
+    strict = {"type": "function", "function": {"name": "tag", "parameters": {"type": "object", "minProperties": 1}}}
+    assert plan(request(tools=[strict, TOOL]), "", None).mode == "auto"
+    assert (
+        plan(
+            request(tools=[strict, TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}),
+            "",
+            None,
+        ).mode
+        == "named"
+    )
+    for choice in ("required", {"type": "function", "function": {"name": "tag"}}):
+        with pytest.raises(APIError) as caught:
+            plan(request(tools=[strict, TOOL], tool_choice=choice), "", None)
+        assert (caught.value.param, caught.value.code) == ("tools[0].function.parameters", "invalid_json_schema")
+    # A schema that is not JSON Schema at all is refused either way.
+    broken = {"type": "function", "function": {"name": "f", "parameters": {"type": "nonsense"}}}
+    with pytest.raises(APIError):
+        plan(request(tools=[broken]), "", None)
 
 
 def test_plan_modes_and_their_constraints() -> None:

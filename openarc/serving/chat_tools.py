@@ -50,9 +50,9 @@ def _tool_dict(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _checked(schema: Any, param: str) -> dict[str, Any]:
+def _checked(schema: Any, param: str, compiled: bool = True) -> dict[str, Any]:
     try:
-        check_schema(schema)
+        check_schema(schema, compiled)
     except SchemaProblem as exc:
         raise invalid_request(f"Invalid schema in `{param}`: {exc}", param, "invalid_json_schema") from None
     assert isinstance(schema, dict)
@@ -97,8 +97,6 @@ def plan(request: ChatCompletionRequest, chat_template: str, configured_parser: 
     for i, tool in enumerate(tools):
         if names.index(tool.function.name) != i:
             raise invalid_request(f"Tool name {tool.function.name!r} appears twice.", f"tools[{i}].function.name")
-        if tool.function.parameters is not None:
-            _checked(tool.function.parameters, f"tools[{i}].function.parameters")
     parallel = request.parallel_tool_calls is not False
     mode: CallMode = "auto" if tools else "none"
     if choice == "none":
@@ -112,6 +110,12 @@ def plan(request: ChatCompletionRequest, chat_template: str, configured_parser: 
                 f"`tool_choice` names {choice.function.name!r}, which is not one of the tools ({', '.join(names)}).",
                 "tool_choice.function.name",
             )
+    forced = choice.function.name if isinstance(choice, NamedToolChoice) else None
+    for i, tool in enumerate(tools):
+        # Only a forced call compiles a tool's schema into a grammar; the others only have to be valid schemas.
+        compiled = mode == "required" or tool.function.name == forced
+        if tool.function.parameters is not None:
+            _checked(tool.function.parameters, f"tools[{i}].function.parameters", compiled)
     if mode in ("required", "named") and format_schema is not None:
         raise invalid_request(
             "`response_format` cannot be combined with a `tool_choice` that forces a call.", "response_format"

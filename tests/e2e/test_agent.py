@@ -249,6 +249,9 @@ def test_json_object_and_broken_schemas(agents: Server) -> None:
         # Valid for Python's `re`, refused by the grammar compiler inside the step (which would fail the batch).
         {"type": "object", "properties": {"pw": {"type": "string", "pattern": "^(?=.*[0-9]).{8,}$"}}},
         {"type": "string", "pattern": "\\bword\\b"},
+        # Valid JSON Schema that the grammar compiler's strict mode cannot satisfy: `items` unset allows no item.
+        {"type": "array", "minItems": 1},
+        {"type": "object", "minProperties": 1},
         deep,
     ]
     restarts = agents.status()["smollm2"]["replicas"][0]["restarts"]
