@@ -142,6 +142,9 @@ class ChatCompletionRequest(SamplingRequest, kw_only=True):
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
+    # OpenAI's deprecated forms of tools and tool_choice.
+    functions: list[Any] | None = None
+    function_call: Any | None = None
 
 
 class FunctionCallOut(Response, kw_only=True):

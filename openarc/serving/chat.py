@@ -59,6 +59,9 @@ def _check_supported(request: ChatCompletionRequest) -> None:
     for field in ("audio", "prediction"):
         if getattr(request, field) is not None:
             raise unsupported(field)
+    for field in ("functions", "function_call"):
+        if getattr(request, field) is not None:
+            raise unsupported(field, "Use `tools` and `tool_choice`, which replaced them.")
 
 
 # Their call markers ([TOOL_CALLS], <|python_tag|>) are special tokens in the models' own tokenizers.

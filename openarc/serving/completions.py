@@ -28,6 +28,9 @@ def _check_supported(request: CompletionRequest) -> None:
         raise unsupported("suffix")
     if request.logprobs:
         raise unsupported("logprobs", "Only `logprobs: 0` (the chosen tokens' logprobs, no alternatives) is available.")
+    if request.logprobs is not None and request.echo:
+        # The echoed prompt's tokens would need logprobs too, and GenAI reports them for generated tokens only.
+        raise unsupported("logprobs", "With `echo`, the prompt's logprobs would be needed; they are not available.")
     if request.best_of is not None and request.best_of != request.n:
         raise invalid_request("`best_of` other than `n` is not supported by this server.", "best_of")
 

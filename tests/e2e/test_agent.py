@@ -323,13 +323,16 @@ def test_same_seed_same_text_and_logprobs(agents: Server) -> None:
     ]
 
     completion = client.completions.create(
-        model="smollm2", prompt="The capital of France is", max_tokens=8, logprobs=0, echo=True, temperature=0
+        model="smollm2", prompt="The capital of France is", max_tokens=8, logprobs=0, temperature=0
     )
     choice = completion.choices[0]
     assert choice.logprobs is not None and choice.logprobs.tokens and choice.logprobs.token_logprobs
     assert all(lp is not None and lp <= 0 for lp in choice.logprobs.token_logprobs)
-    assert choice.logprobs.text_offset is not None
-    assert choice.logprobs.text_offset[0] == len("The capital of France is")
+    assert choice.logprobs.text_offset is not None and choice.logprobs.text_offset[0] == 0
+    assert "".join(choice.logprobs.tokens).startswith(choice.text)
+    # With echo, OpenAI's logprobs cover the prompt's tokens too, which GenAI does not report: refused.
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="smollm2", prompt="x", max_tokens=2, logprobs=0, echo=True)
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=3)
     with pytest.raises(openai.BadRequestError):

@@ -40,6 +40,8 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
         ({"model": "smollm2", "messages": MESSAGES, "max_tokens": 2**40}, "max_tokens", "<= 2147483647"),
         ({"model": "smollm2", "messages": MESSAGES, "min_p": 1}, "min_p", "< 1"),
         ({"model": "smollm2", "messages": MESSAGES, "logit_bias": {"1": 5}}, "logit_bias", "not supported"),
+        ({"model": "smollm2", "messages": MESSAGES, "functions": [{"name": "f"}]}, "functions", "Use `tools`"),
+        ({"model": "smollm2", "messages": MESSAGES, "function_call": "auto"}, "function_call", "Use `tools`"),
         ({"model": "smollm2", "messages": MESSAGES, "tools": [{"type": "function"}]}, "tools[0]", "`function`"),
         (
             {"model": "smollm2", "messages": MESSAGES, "stream_options": {"include_usage": True}},
@@ -147,6 +149,9 @@ def test_unsupported_completion_parameters(server: Server) -> None:
             ]
             == "suffix"
         )
+        # The echoed prompt would need logprobs of its own, which GenAI does not report: refused, not left out.
+        echoed = {"model": "smollm2", "prompt": "x", "echo": True, "logprobs": 0}
+        assert error_of(http.post("/v1/completions", json=echoed), 400)["param"] == "logprobs"
         # Token-id prompts are not accepted: the error points at the first id.
         assert (
             error_of(http.post("/v1/completions", json={"model": "smollm2", "prompt": [1, 2]}), 400)["param"]
