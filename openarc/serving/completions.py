@@ -79,7 +79,7 @@ class CompletionServing:
                 index=i,
                 text=echoes[i] + choice.text,
                 finish_reason=generation.finish_reasons[i],
-                logprobs=completion_logprobs(choice.token_texts, choice.logprobs, len(echoes[i])) if logprobs else None,
+                logprobs=completion_logprobs(choice.token_texts, choice.logprobs, 0) if logprobs else None,
             )
             for i, choice in enumerate(collected)
         ]
@@ -121,8 +121,8 @@ class CompletionServing:
             for i in range(len(generation.streams))
         ]
 
-        # Where the next token starts in each choice's text (the echoed prompt comes first).
-        offsets = [len(echo) for echo in echoes]
+        # Where the next token starts in each choice's text (logprobs never come with an echoed prompt).
+        offsets = [0] * len(echoes)
 
         def render(index: int, delta: StreamDelta) -> Iterator[bytes]:
             token_logprobs = None

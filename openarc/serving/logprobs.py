@@ -29,7 +29,7 @@ def chat_logprobs(texts: Sequence[TokenPiece], logprobs: Sequence[float]) -> Cho
 
 
 def completion_logprobs(texts: Sequence[TokenPiece], logprobs: Sequence[float], offset: int) -> CompletionLogprobs:
-    """`offset`: where the first token starts in the choice's text (after an echoed prompt). Part of a character
+    """`offset`: where the first token starts in the choice's text (past earlier chunks). Part of a character
     adds nothing to the text until the character is whole, so its offset does not move."""
     offsets = []
     for piece in texts:
