@@ -31,8 +31,10 @@ def prompt_messages(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Write a short poem about {TOPICS[i % len(TOPICS)]}, number {i}."}]
 
 
-# Runs shorter than ~30 s scatter widely on a shared VM (C = 16 at 64 requests, ~20 s a run: rounds from 76% to
-# 131% of the engine), so a level runs 16 requests per slot up to 256, and never fewer than `per_slot` a slot.
+# For one benchmark run on its own (engine_bench or serving_bench alone): runs shorter than ~30 s scatter widely on a
+# shared VM (C = 16 at 64 requests, ~20 s a run: from 76% to 131% of the engine), so a level runs 16 requests per
+# slot up to 256, and never fewer than `per_slot` a slot. The runner compares targets in many short paired rounds
+# instead (run.run_requests).
 LEVEL_REQUESTS_CAP = 256
 
 

@@ -3,12 +3,14 @@
     python -m benchmarks.run                       # C = 1, 4, 16, 64 on the demo model
     python -m benchmarks.run --peer-url http://127.0.0.1:8080 --peer-model smollm2   # e.g. llama-server
 
-Engine, server and peer alternate, level by level and round by round (`--rounds`, default 5; the median run
-is reported with every run's tok/s beside it): each process idles while another is measured. Rounds run the
-targets in turn and then in reverse (engine, OpenArc, peer; peer, OpenArc, engine; ...), so a machine that
-slows down or speeds up over minutes favours none of them, and OpenArc / engine is the median of each
-round's own ratio (and OpenArc - engine in TTFT p50 the median of each round's own difference): a shared VM's
-speed moves ±10% from one minute to the next, more than the gap measured.
+Engine, server and peer alternate, level by level and round by round (`--rounds`, default 10; the median run
+is reported with the range of every run's tok/s beside it): each process idles while another is measured.
+Rounds run the targets in turn and then in reverse (engine, OpenArc, peer; peer, OpenArc, engine; ...), so a
+machine that slows down or speeds up over minutes favours none of them, and OpenArc / engine is the median of
+each round's own ratio (and OpenArc - engine in TTFT p50 and in step time the median of each round's own
+difference or ratio): a shared VM's speed moves ±10% from one minute to the next, more than the gap measured.
+So rounds are many and short (`--waves`: each run sends C x 3 requests, at least 16): the two runs of a round
+are seconds apart, not minutes.
 
 Also measured: cold start (process start to /ready) with an empty OpenVINO model cache, warm start with it
 filled, HTTP-process event-loop lag, HTTP-process CPU seconds per 1,000 generated tokens, and the RSS of the
@@ -36,7 +38,7 @@ import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.common import TOPICS, level_requests, percentile, step_profile
+from benchmarks.common import TOPICS, percentile, step_profile
 from benchmarks.engine_process import ROOT, EngineProcess
 from openarc import event_loop
 
@@ -49,6 +51,17 @@ FIRST_MEASURED_PROMPT = 1100
 WARM_UP_REQUESTS = len(TOPICS)
 
 DEMO_MODEL = ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# A run at C = 1 or 4 below this many requests has too few first tokens for a TTFT median.
+MIN_RUN_REQUESTS = 16
+
+
+def run_requests(concurrency: int, waves: int) -> int:
+    """How many requests one run sends: `waves` times the concurrency, at least MIN_RUN_REQUESTS. Short runs, in
+    many rounds: with long ones (256 requests, ~80 s at C = 16) the engine's and OpenArc's runs of a round were
+    minutes apart and the VM's drift between them showed up as a 10% difference in step time that 16 rounds of
+    32-request runs did not find (OpenArc's steps 0.999 of the engine's, the median of the rounds' ratios)."""
+    return max(concurrency * waves, MIN_RUN_REQUESTS)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -153,6 +166,14 @@ def paired_ttft_gaps(runs: list[dict[str, Any]], baseline: list[dict[str, Any]])
     return [round(run["ttft_p50_ms"] - base["ttft_p50_ms"], 2) for run, base in zip(runs, baseline, strict=True)]
 
 
+def paired_step_ratios(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[float]:
+    """Each round's mean step time over the baseline's in the same round."""
+    return [
+        round(run["extra"]["steps"]["step_ms"] / base["extra"]["steps"]["step_ms"], 4)
+        for run, base in zip(runs, baseline, strict=True)
+    ]
+
+
 def measure_server(server: Server, concurrency: int, total: int, max_tokens: int, first: int) -> dict[str, Any]:
     server.get("/openarc/runtime?reset=1")
     before = server.get("/openarc/runtime")
@@ -201,11 +222,9 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     for level, targets in sorted(by_level.items()):
         engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
         ratios = ours["extra"].get("engine_ratio_runs", [])
-        spread = f" [{', '.join(f'{r:.1%}' for r in ratios)}]" if len(ratios) > 1 else ""
-        ratio = f"{percentile(ratios, 50):.1%}{spread}" if ratios else "-"
+        ratio = f"{percentile(ratios, 50):.1%}{_spread(ratios, '{:.1%}')}" if ratios else "-"
         gaps = ours["extra"].get("engine_ttft_gap_ms_runs", [])
-        gap_spread = f" [{', '.join(f'{g:+g}' for g in gaps)}]" if len(gaps) > 1 else ""
-        gap = f"{percentile(gaps, 50):+.2f}{gap_spread}" if gaps else "-"
+        gap = f"{percentile(gaps, 50):+.2f}{_spread(gaps, '{:+g}')}" if gaps else "-"
         lag = ours["extra"]["loop_lag_ms"]
         lines.append(
             f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio} | {_rate(peer)} "
@@ -221,7 +240,7 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     rounds = len(last["tokens_per_s_runs"])
     lines.append("")
     lines.append(
-        f"tok/s and TTFT p50: medians of {rounds} runs per target and level (every run's tok/s in brackets); "
+        f"tok/s and TTFT p50: medians of {rounds} runs per target and level (the runs' range in brackets); "
         "OpenArc / engine and OpenArc - engine: the medians of the rounds' own ratios and differences. "
         "Targets alternate, in turn and in reverse, "
         "with fresh prompts each run. "
@@ -245,22 +264,25 @@ def step_table(by_level: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
     """Where OpenArc's throughput differs from the engine's: slower steps, fewer sequences in them, or less of the
     wall time spent in them (the worker's loop between steps, holds for successors, idle time)."""
     lines = [
-        "| C | step ms engine / OpenArc | sequences per step engine / OpenArc | time in steps engine / OpenArc |",
-        "|---|---|---|---|",
+        "| C | step ms engine / OpenArc | OpenArc step / engine step (per round) "
+        "| sequences per step engine / OpenArc | time in steps engine / OpenArc |",
+        "|---|---|---|---|---|",
     ]
     for level, targets in sorted(by_level.items()):
         engine = targets.get("engine", {}).get("extra", {}).get("steps")
         ours = targets["openarc"]["extra"].get("steps")
         if engine is None or ours is None:
             continue
+        ratios = targets["openarc"]["extra"].get("engine_step_ratio_runs", [])
+        ratio = f"{percentile(ratios, 50):.3f}{_spread(ratios, '{:.3f}')}" if ratios else "-"
         lines.append(
-            f"| {level} | {engine['step_ms']} / {ours['step_ms']} | {engine['mean_batch']} / {ours['mean_batch']} "
-            f"| {engine['busy']:.1%} / {ours['busy']:.1%} |"
+            f"| {level} | {engine['step_ms']} / {ours['step_ms']} | {ratio} "
+            f"| {engine['mean_batch']} / {ours['mean_batch']} | {engine['busy']:.1%} / {ours['busy']:.1%} |"
         )
     lines.append("")
     lines.append(
-        "Medians over the runs. Output tok/s is about sequences per step times the share of time in steps, "
-        "over the step time."
+        "Medians over the runs; the step ratio is the median of each round's own. Output tok/s is about sequences "
+        "per step times the share of time in steps, over the step time."
     )
     return lines
 
@@ -268,18 +290,23 @@ def step_table(by_level: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
 def _rate(row: dict[str, Any]) -> str:
     if not row:
         return "-"
-    runs = row["extra"].get("tokens_per_s_runs", [])
-    spread = f" [{', '.join(f'{r:g}' for r in runs)}]" if len(runs) > 1 else ""
-    return f"{row['output_tokens_per_s']}{spread}"
+    return f"{row['output_tokens_per_s']}{_spread(row['extra'].get('tokens_per_s_runs', []), '{:g}')}"
+
+
+def _spread(values: list[float], form: str) -> str:
+    """The runs' range, ` [lowest … highest]`, when there was more than one (the JSON keeps every value)."""
+    if len(values) < 2:
+        return ""
+    return f" [{form.format(min(values))} … {form.format(max(values))}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEMO_MODEL)
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--requests-per-slot", type=int, default=4, help="at least this many a slot")
+    parser.add_argument("--waves", type=int, default=3, help="a run sends C x this many requests (at least 16)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5, help="runs per target and level; the median is reported")
+    parser.add_argument("--rounds", type=int, default=10, help="runs per target and level; the median is reported")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--peer-url", help="another OpenAI-compatible server to measure in the same pass")
     parser.add_argument("--peer-model", default="smollm2")
@@ -308,7 +335,7 @@ def main() -> None:
             )
             first = FIRST_MEASURED_PROMPT
             for concurrency in args.concurrency:
-                total = level_requests(concurrency, args.requests_per_slot)
+                total = run_requests(concurrency, args.waves)
                 runs: dict[str, list[dict[str, Any]]] = {"engine": [], "openarc": [], "peer": []}
                 # Targets in turn, then in reverse (see the docstring). Each run has prompts of its own: a later
                 # run must not find an earlier one's in the prefix cache.
@@ -328,6 +355,7 @@ def main() -> None:
                 openarc = median_run(runs["openarc"])
                 openarc["extra"]["engine_ratio_runs"] = paired_ratios(runs["openarc"], runs["engine"])
                 openarc["extra"]["engine_ttft_gap_ms_runs"] = paired_ttft_gaps(runs["openarc"], runs["engine"])
+                openarc["extra"]["engine_step_ratio_runs"] = paired_step_ratios(runs["openarc"], runs["engine"])
                 for target, target_runs in runs.items():
                     if target_runs:
                         rows.append(openarc if target == "openarc" else median_run(target_runs))
