@@ -27,11 +27,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx
 
-from benchmarks.common import percentile
 from benchmarks.engine_process import ROOT, EngineProcess
 from benchmarks.http_overhead import start
 from benchmarks.run import DEMO_MODEL
@@ -156,12 +156,12 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         arms.append(
             {
                 "arm": arm,
-                "tokens_per_s": percentile([run["output_tokens_per_s"] for run in arm_runs], 50),
+                "tokens_per_s": round(median([run["output_tokens_per_s"] for run in arm_runs]), 1),
                 "tokens_per_s_runs": [run["output_tokens_per_s"] for run in arm_runs],
-                "ratio_to_alone": round(percentile(ratios, 50), 4),
+                "ratio_to_alone": round(median(ratios), 4),
                 "ratio_runs": [round(r, 4) for r in ratios],
-                "step_ms": percentile([run["extra"]["steps"]["step_ms"] for run in arm_runs], 50),
-                "serving_cpu_share": round(percentile(shares, 50), 4) if shares else None,
+                "step_ms": round(median([run["extra"]["steps"]["step_ms"] for run in arm_runs]), 2),
+                "serving_cpu_share": round(median(shares), 4) if shares else None,
             }
         )
     return arms

@@ -32,13 +32,14 @@ import tempfile
 import time
 from collections.abc import Coroutine
 from pathlib import Path
+from statistics import median
 from typing import Any, TypeVar
 
 import httpx
 import yaml
 
 from benchmarks import serving_bench
-from benchmarks.common import TOPICS, percentile, step_profile
+from benchmarks.common import TOPICS, step_profile
 from benchmarks.engine_process import ROOT, EngineProcess
 from openarc import event_loop
 
@@ -133,20 +134,23 @@ def run_async(work: Coroutine[Any, Any, T]) -> T:
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median throughput, with TTFT p50 replaced by the median over runs (the two need not come
-    from the same run), plus every run's tok/s and TTFT p50."""
+    """The run with the median throughput (of an even number, the lower of the two middle ones), with throughput,
+    TTFT p50 and the step profile replaced by their medians over the runs (these need not come from one run), plus
+    every run's tok/s and TTFT p50."""
     ordered = sorted(runs, key=lambda run: run["output_tokens_per_s"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
+    rates = [run["output_tokens_per_s"] for run in runs]
+    chosen["output_tokens_per_s"] = round(median(rates), 1)
     ttfts = [run["ttft_p50_ms"] for run in runs]
-    chosen["ttft_p50_ms"] = percentile(ttfts, 50)
+    chosen["ttft_p50_ms"] = round(median(ttfts), 2)
     chosen["extra"] = {
         **chosen["extra"],
-        "tokens_per_s_runs": [run["output_tokens_per_s"] for run in runs],
+        "tokens_per_s_runs": rates,
         "ttft_p50_ms_runs": ttfts,
     }
     profiles = [run["extra"]["steps"] for run in runs if "steps" in run.get("extra", {})]
     if profiles:
-        chosen["extra"]["steps"] = {key: percentile([p[key] for p in profiles], 50) for key in profiles[0]}
+        chosen["extra"]["steps"] = {key: round(median([p[key] for p in profiles]), 4) for key in profiles[0]}
     # Errors anywhere count, not only in the chosen run.
     for key in ("errors", "malformed_chunks", "created_changed"):
         chosen[key] = sum(run.get(key, 0) for run in runs)
@@ -222,9 +226,9 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
     for level, targets in sorted(by_level.items()):
         engine, ours, peer = targets.get("engine", {}), targets["openarc"], targets.get("peer", {})
         ratios = ours["extra"].get("engine_ratio_runs", [])
-        ratio = f"{percentile(ratios, 50):.1%}{_spread(ratios, '{:.1%}')}" if ratios else "-"
+        ratio = f"{median(ratios):.1%}{_spread(ratios, '{:.1%}')}" if ratios else "-"
         gaps = ours["extra"].get("engine_ttft_gap_ms_runs", [])
-        gap = f"{percentile(gaps, 50):+.2f}{_spread(gaps, '{:+g}')}" if gaps else "-"
+        gap = f"{median(gaps):+.2f}{_spread(gaps, '{:+g}')}" if gaps else "-"
         lag = ours["extra"]["loop_lag_ms"]
         lines.append(
             f"| {level} | {_rate(engine)} | {_rate(ours)} | {ratio} | {_rate(peer)} "
@@ -274,7 +278,7 @@ def step_table(by_level: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
         if engine is None or ours is None:
             continue
         ratios = targets["openarc"]["extra"].get("engine_step_ratio_runs", [])
-        ratio = f"{percentile(ratios, 50):.3f}{_spread(ratios, '{:.3f}')}" if ratios else "-"
+        ratio = f"{median(ratios):.3f}{_spread(ratios, '{:.3f}')}" if ratios else "-"
         lines.append(
             f"| {level} | {engine['step_ms']} / {ours['step_ms']} | {ratio} "
             f"| {engine['mean_batch']} / {ours['mean_batch']} | {engine['busy']:.1%} / {ours['busy']:.1%} |"
@@ -317,6 +321,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
+    # Every run as measured, level by level, so that a run file can be read again with other statistics.
+    all_runs: dict[int, dict[str, list[dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(args.model, Path(tmp), args.port, args.stream_interval)
         starts = {"cold_start_s": server.start()}
@@ -352,6 +358,7 @@ def main() -> None:
                                 measure_peer(args.peer_url, args.peer_model, concurrency, total, args.max_tokens, first)
                             )
                         first += total
+                all_runs[concurrency] = {target: target_runs for target, target_runs in runs.items() if target_runs}
                 openarc = median_run(runs["openarc"])
                 openarc["extra"]["engine_ratio_runs"] = paired_ratios(runs["openarc"], runs["engine"])
                 openarc["extra"]["engine_ttft_gap_ms_runs"] = paired_ttft_gaps(runs["openarc"], runs["engine"])
@@ -373,6 +380,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         **starts,
         "rows": rows,
+        "runs": all_runs,
     }
     (args.out / f"run-{stamp}.json").write_text(json.dumps(report, indent=2))
     markdown = table(rows, starts)
