@@ -45,11 +45,15 @@ def level_requests(concurrency: int, per_slot: int) -> int:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Linear between the two nearest ranks (numpy's default), so p50 is the median. Rounding to one rank took the
+    lower middle value of 10 and the upper of 12 (round() rounds .5 to even)."""
     if not values:
         return float("nan")
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+    position = min(max(q / 100, 0.0), 1.0) * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 @dataclass

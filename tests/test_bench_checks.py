@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.common import level_requests, step_profile
+from benchmarks.common import level_requests, percentile, step_profile
 from benchmarks.run import median_run, paired_ratios, paired_step_ratios, paired_ttft_gaps, run_requests, table
 from benchmarks.serving_bench import Malformed, StreamCheck
 
@@ -63,6 +63,14 @@ def test_median_run_takes_medians_and_counts_every_error() -> None:
     assert (chosen["output_tokens_per_s"], chosen["ttft_p50_ms"], chosen["itl_p50_ms"]) == (80.0, 120.0, 80.0)
     assert chosen["errors"] == 1
     assert chosen["extra"]["tokens_per_s_runs"] == [90.0, 70.0, 80.0]
+
+
+def test_percentiles_interpolate_between_ranks_so_p50_is_the_median() -> None:
+    assert percentile([40.0, 10.0, 30.0, 20.0], 50) == 25.0
+    assert percentile([float(v) for v in range(12)], 50) == 5.5
+    assert percentile([10.0, 20.0, 30.0], 50) == 20.0
+    assert percentile([float(v) for v in range(101)], 95) == 95.0
+    assert percentile([7.0], 95) == 7.0 and math.isnan(percentile([], 50))
 
 
 def test_of_an_even_number_of_runs_the_median_is_the_mean_of_the_two_middle_ones() -> None:
