@@ -55,8 +55,8 @@ def test_the_budget_is_the_break_even_within_the_limit() -> None:
     assert refill_budget(0.02, ended=6, running=58, last_step_seconds=0.18) == pytest.approx(6 * 0.18 / 58)
     assert refill_budget(0.02, ended=6, running=10, last_step_seconds=0.18) == 0.02
     assert refill_budget(0.02, ended=0, running=58, last_step_seconds=0.18) == 0
-    # Nothing left running: nobody pays for a hold, and the idle worker waits for requests anyway.
-    assert refill_budget(0.02, ended=3, running=0, last_step_seconds=0.18) == 0
+    # Nothing left running: nobody running pays for a hold, so it may last the limit.
+    assert refill_budget(0.02, ended=3, running=0, last_step_seconds=0.18) == 0.02
     assert refill_budget(0, ended=6, running=58, last_step_seconds=0.18) == 0
 
 
@@ -69,6 +69,17 @@ def test_a_hold_ends_as_soon_as_as_many_requests_came_as_ended() -> None:
     assert channel.batches == [[add(3)]]  # left for the next step's read
     budget = 2 * 0.2 / 4
     assert len(channel.timeouts) == 3 and all(0 < t <= budget for t in channel.timeouts)
+
+
+def test_when_a_whole_cohort_ended_the_hold_gathers_its_successors_into_one_step() -> None:
+    # 15 requests sent together ended in one step; the successor of one that ended a step earlier came during
+    # that step. Without a hold it would run a step of its own while the other 15 arrive and wait for it.
+    channel = ScriptedChannel([[add(2), add(3)], [add(i) for i in range(4, 17)]])
+    channel.sent_during_step = [add(1)]
+    loop = worker(channel, limit_seconds=1.0, max_num_seqs=16)
+    loop.hold_for_successors(ended=15)
+    assert [r.rid for r in loop.waiting] == list(range(1, 17))
+    assert len(channel.timeouts) == 2 and all(0 < t <= 1.0 for t in channel.timeouts)
 
 
 def test_a_hold_nobody_answers_lasts_the_budget() -> None:
