@@ -75,7 +75,7 @@ def test_a_successor_taken_during_the_hold_gets_its_first_token_from_the_next_st
     reports = channel.reports
     ended = end_report(reports, 1)
     assert first_token_report(reports, 3) == ended + steps_later
-    # Request 2 was running all along: the hold (a no-op when nobody is left running) really had someone to hold.
+    # Request 2 was running all along: the hold delayed a running request, the case its break-even budget is for.
     assert end_report(reports, 2) > ended + steps_later
     texts = {rid: "".join(o.text for r in reports for o in r.outputs if o.rid == rid) for rid in (1, 3)}
     assert texts[1] and texts[3] == texts[1]  # same prompt, greedy, same length
@@ -132,3 +132,59 @@ def test_no_hold_after_one_nobody_came_to_until_a_request_arrives(
     WorkerLoop(runner, channel, max_num_seqs=8, refill_wait_seconds=0.05).run()  # type: ignore[arg-type]
     assert end_report(channel.reports, 1) < end_report(channel.reports, 3) < end_report(channel.reports, 4)
     assert channel.holds_after == held_after
+
+
+class CohortChannel:
+    """Requests 1 and 2 (same prompt and length) end in one step with nothing else running. Their successors come
+    one at a time: 3 at once, 4 a little later (during a hold, or else while the step the worker started with 3
+    alone runs). With `refused`, the only request to come is one whose prompt is too long for the model."""
+
+    def __init__(self, refused: bool = False) -> None:
+        self.reports: list[StepReport] = []
+        self.successors: list[list[Command]] = []
+        self.refused = refused
+
+    def ended(self) -> set[int]:
+        return {o.rid for r in self.reports for o in r.outputs if o.finish_reason or o.error}
+
+    def receive(self, block: bool) -> list[Command]:
+        if not self.reports:
+            return [add(1, 3), add(2, 3)]
+        if {3, 4} <= self.ended() or (self.refused and 5 in self.ended()):
+            return [Shutdown()]
+        if self.successors:
+            return self.successors.pop(0)
+        # The worker would sleep here until a client sends something, and every client is waiting for it.
+        assert not block, "the worker blocked with an answer it had not sent"
+        return []
+
+    def receive_within(self, seconds: float) -> list[Command]:
+        return self.successors.pop(0) if self.successors else []
+
+    def send(self, report: StepReport) -> None:
+        self.reports.append(report)
+        if {1, 2} <= self.ended() and not self.successors and 3 not in {o.rid for r in self.reports for o in r.outputs}:
+            if self.refused:
+                self.successors = [[AddRequest(5, TextPrompt("hello " * 9000), SamplingParams())]]
+            else:
+                self.successors = [[add(3, 3)], [add(4, 3)]]
+
+
+@pytest.mark.parametrize(("hold", "same_step"), [(0.5, True), (0.0, False)])
+def test_a_cohort_that_ended_together_starts_again_in_one_step(
+    runner: ModelRunner, hold: float, same_step: bool
+) -> None:
+    channel = CohortChannel()
+    WorkerLoop(runner, channel, max_num_seqs=8, refill_wait_seconds=hold).run()  # type: ignore[arg-type]
+    reports = channel.reports
+    assert end_report(reports, 1) == end_report(reports, 2)
+    assert (first_token_report(reports, 3) == first_token_report(reports, 4)) is same_step
+
+
+def test_a_request_refused_during_a_hold_is_answered_at_once(runner: ModelRunner) -> None:
+    # The hold took the refused request in with nothing left to run: the worker must send its error before it
+    # sleeps for the next command (it did not, and the client waited for ever).
+    channel = CohortChannel(refused=True)
+    WorkerLoop(runner, channel, max_num_seqs=8, refill_wait_seconds=0.05).run()  # type: ignore[arg-type]
+    refusal = next(o for r in channel.reports for o in r.outputs if o.rid == 5)
+    assert refusal.error_kind == "context_length"

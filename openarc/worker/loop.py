@@ -89,7 +89,7 @@ class WorkerLoop:
 
     def run(self) -> None:
         while not self.stopping:
-            for command in self.channel.receive(block=self.is_idle()):
+            for command in self.channel.receive(block=self.is_idle() and not self.has_news()):
                 self.handle_command(command)
             if self.stopping:
                 return
@@ -123,6 +123,11 @@ class WorkerLoop:
             for command in self.channel.receive_within(remaining):
                 arrived += isinstance(command, AddRequest)
                 self.handle_command(command)
+
+    def has_news(self) -> bool:
+        """Whether the next report has something to say: outputs (a request refused while a hold took it in), or a
+        change in load (an abort), so the engine's view of the worker stays true."""
+        return bool(self.outputs) or (len(self.active), len(self.waiting)) != (self.stats.active, self.stats.waiting)
 
     def is_idle(self) -> bool:
         # Cancelled requests leave the pipeline only in the next step; step until they are gone to free the KV cache.
@@ -325,11 +330,9 @@ class WorkerLoop:
 
     def send_report(self) -> int:
         """Send what the step produced; return how many requests it ended."""
-        # Also report a change in load with no output (an abort), so the engine's view of the worker stays true.
-        load = (len(self.active), len(self.waiting))
-        if not self.outputs and load == (self.stats.active, self.stats.waiting):
+        if not self.has_news():
             return 0
-        self.stats.active, self.stats.waiting = load
+        self.stats.active, self.stats.waiting = len(self.active), len(self.waiting)
         if self.is_idle():
             # GenAI's metrics only refresh inside step(); with no sequence left, no KV block is in use.
             self.stats.kv_cache_usage = 0.0
