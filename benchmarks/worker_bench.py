@@ -35,7 +35,9 @@ REFILL_WAIT_MS = 20.0
 
 class ClosedLoopChannel:
     """Keeps `concurrency` requests in flight until `total` have ended; encodes each report as the real channel
-    does, and sends the worker a Shutdown once the last request has ended."""
+    does, and sends the worker a Shutdown once the last request has ended. A successor is there for the worker's
+    next wait (the step hold), never for a read made before it: through a socket it cannot come back before the
+    report that ended its predecessor has gone out, and one taken early would leave the hold waiting for it."""
 
     def __init__(self, tokenizer: Any, concurrency: int, total: int, max_tokens: int, first: int) -> None:
         self.tokenizer = tokenizer
@@ -44,9 +46,11 @@ class ClosedLoopChannel:
         self.first = first
         self.sent = self.ended = self.errors = self.tokens = 0
         self.pending: list[Command] = []
+        self.arriving: list[Command] = []
         self.encoder = msgspec.msgpack.Encoder()
         for _ in range(min(concurrency, total)):
             self.send_next()
+        self.pending, self.arriving = self.arriving, []
 
     def send_next(self) -> None:
         if self.sent >= self.total:
@@ -54,16 +58,18 @@ class ClosedLoopChannel:
         # The HTTP process renders the chat template; the worker tokenizes the text.
         text = self.tokenizer.apply_chat_template(prompt_messages(self.first + self.sent), add_generation_prompt=True)
         params = SamplingParams(max_tokens=self.max_tokens, temperature=0, ignore_eos=True)
-        self.pending.append(AddRequest(self.sent, TextPrompt(text), params))
+        self.arriving.append(AddRequest(self.sent, TextPrompt(text), params))
         self.sent += 1
 
     def receive(self, block: bool) -> list[Command]:
-        commands, self.pending = self.pending, []
+        commands, self.pending, self.arriving = self.pending, self.arriving, []
         if self.ended >= self.total:
             commands.append(Shutdown())
         return commands
 
     def receive_within(self, seconds: float) -> list[Command]:
+        self.pending += self.arriving
+        self.arriving = []
         return self.receive(block=False)
 
     def send(self, report: StepReport) -> None:

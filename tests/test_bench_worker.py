@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.worker_bench import load_runner, run_worker, summarize
+from benchmarks.worker_bench import ClosedLoopChannel, load_runner, run_worker, summarize
+from openarc.ipc import AddRequest, RequestOutput, Shutdown, StepReport, WorkerStats
 
 
 def test_the_closed_loop_runs_every_request_to_its_length_with_c_in_flight(smollm2_gguf: Path) -> None:
@@ -18,6 +19,24 @@ def test_the_closed_loop_runs_every_request_to_its_length_with_c_in_flight(smoll
     # Three in flight, never more: the batch is between one and three, and above one on average.
     assert 1 < steps["mean_batch"] <= 3
     assert 0 < steps["busy"] <= 1
+
+
+class Template:
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return messages[0]["content"]
+
+
+def test_a_successor_comes_back_for_the_hold_not_for_a_read_before_it() -> None:
+    # Through the socket a successor cannot arrive before its predecessor's report has gone out: the read the worker
+    # makes right after sending the report must not see it, or the hold would wait its whole budget for it.
+    channel = ClosedLoopChannel(Template(), concurrency=2, total=3, max_tokens=4, first=0)
+    assert [c.rid for c in channel.receive(block=True) if isinstance(c, AddRequest)] == [0, 1]
+    channel.send(StepReport([RequestOutput(0, text="a", tokens=4, finish_reason="length")], WorkerStats()))
+    assert channel.receive(block=False) == []
+    successors = channel.receive_within(0.02)
+    assert [c.rid for c in successors if isinstance(c, AddRequest)] == [2]
+    channel.send(StepReport([RequestOutput(r, tokens=4, finish_reason="length") for r in (1, 2)], WorkerStats()))
+    assert channel.tokens == 12 and isinstance(channel.receive(block=False)[-1], Shutdown)
 
 
 def run(tokens_per_s: float, step_ms: float) -> dict[str, Any]:
