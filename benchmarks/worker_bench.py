@@ -1,11 +1,11 @@
 """The worker's own cost: OpenArc's worker loop in-process, against the engine ceiling, with no IPC and no HTTP.
 
 The worker runs as the server runs it (`ModelRunner`'s pipeline and configuration, `WorkerLoop`: tokenizing
-arrivals, admission, the step, reading the handles, the text, each report msgpack-encoded, the step hold), but
-its channel is a closed loop in memory: a request's successor is there the moment the report that ended it is
-"sent". Rounds alternate with the ceiling of benchmarks/engine_bench.py in the same process, so what is left
-between this and the server's figures in a pass is the socket, the HTTP process, the clients and the cores they
-share.
+arrivals, admission, the step, reading the handles, the text, each report msgpack-encoded, the step hold), but its
+channel is a closed loop in memory: a request's successor is there for the step hold that follows the report that
+ended it, with no round trip. Rounds alternate with the ceiling of benchmarks/engine_bench.py in the same process,
+so what is left between this and the server's figures in a pass is the socket, the HTTP process, the clients and the
+cores they share.
 
     python -m benchmarks.worker_bench -c 16 64 --rounds 8
 """
