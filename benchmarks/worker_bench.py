@@ -23,7 +23,7 @@ import msgspec
 
 from benchmarks import engine_bench
 from benchmarks.common import Result, prompt_messages, step_profile
-from benchmarks.run import DEMO_MODEL
+from benchmarks.run import DEMO_MODEL, paired_ratios, paired_step_ratios, run_requests
 from openarc.ipc import AddRequest, Command, LoadModel, SamplingParams, Shutdown, StepReport, TextPrompt, frame
 from openarc.worker.loop import WorkerLoop
 from openarc.worker.pipeline import ModelRunner
@@ -111,22 +111,19 @@ def summarize(concurrency: int, runs: dict[str, list[dict[str, Any]]]) -> dict[s
     speed drifts between rounds more than the effect measured)."""
     row: dict[str, Any] = {"concurrency": concurrency}
     for target, target_runs in runs.items():
-        steps = [run["extra"]["steps"] for run in target_runs]
+        profiles = [run["extra"]["steps"] for run in target_runs]
         row[target] = {
             "tokens_per_s": round(median(run["output_tokens_per_s"] for run in target_runs), 1),
             "tokens_per_s_runs": [run["output_tokens_per_s"] for run in target_runs],
-            "step_ms": round(median(s["step_ms"] for s in steps), 2),
-            "mean_batch": round(median(s["mean_batch"] for s in steps), 2),
-            "busy": round(median(s["busy"] for s in steps), 4),
+            "step_ms": round(median(p["step_ms"] for p in profiles), 2),
+            "mean_batch": round(median(p["mean_batch"] for p in profiles), 2),
+            "busy": round(median(p["busy"] for p in profiles), 4),
             "errors": sum(run["errors"] for run in target_runs),
         }
-    pairs = list(zip(runs["worker"], runs["engine"], strict=True))
-    tokens = [w["output_tokens_per_s"] / e["output_tokens_per_s"] for w, e in pairs]
-    steps = [w["extra"]["steps"]["step_ms"] / e["extra"]["steps"]["step_ms"] for w, e in pairs]
-    row["worker_over_engine"] = round(median(tokens), 4)
-    row["worker_over_engine_runs"] = [round(r, 4) for r in tokens]
-    row["step_ratio"] = round(median(steps), 4)
-    row["step_ratio_runs"] = [round(r, 4) for r in steps]
+    row["worker_over_engine_runs"] = paired_ratios(runs["worker"], runs["engine"])
+    row["worker_over_engine"] = round(median(row["worker_over_engine_runs"]), 4)
+    row["step_ratio_runs"] = paired_step_ratios(runs["worker"], runs["engine"])
+    row["step_ratio"] = round(median(row["step_ratio_runs"]), 4)
     return row
 
 
@@ -166,7 +163,7 @@ def main() -> None:
     first = 10_000  # above the warm-ups' prompts, and every run with prompts of its own
     rows = []
     for concurrency in args.concurrency:
-        total = max(concurrency * args.waves, 16)
+        total = run_requests(concurrency, args.waves)
         runs: dict[str, list[dict[str, Any]]] = {"engine": [], "worker": []}
         for round_number in range(args.rounds):
             order = ["engine", "worker"] if round_number % 2 == 0 else ["worker", "engine"]
