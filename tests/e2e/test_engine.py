@@ -98,6 +98,44 @@ def test_stream_interval_sends_the_same_text_in_fewer_chunks(fresh_server: Serve
     assert "".join(content) == whole
 
 
+def cpu_seconds(pid: int) -> float:
+    # /proc/<pid>/stat: utime and stime are fields 14 and 15, the 12th and 13th after the ")" of the command name.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a worker's CPU time from /proc")
+def test_a_stream_that_falls_behind_gets_the_tokens_merged_and_none_lost(fresh_server: Server) -> None:
+    client = fresh_server.client()
+    request: dict[str, Any] = {"messages": STORY, "max_tokens": 64, "temperature": 0}
+    request["extra_body"] = {"ignore_eos": True}
+    worker = replica(fresh_server)["pid"]
+    stream = client.chat.completions.create(
+        model="smollm2", stream=True, stream_options={"include_usage": True}, logprobs=True, **request
+    )
+    chunks = [next(stream)]
+    while not (chunks[-1].choices and chunks[-1].choices[0].delta.content):
+        chunks.append(next(stream))
+    # Freeze the HTTP process, as a starved one would be, while the worker goes on: ~0.3 s of the worker's CPU is
+    # a dozen or more steps (a one-sequence step costs it ~20 ms), each a report that now waits in the socket.
+    os.kill(fresh_server.process.pid, signal.SIGSTOP)
+    try:
+        frozen_at = cpu_seconds(worker)
+        deadline = time.monotonic() + 60
+        while cpu_seconds(worker) - frozen_at < 0.3:
+            assert time.monotonic() < deadline, "the worker made no progress"
+            time.sleep(0.01)
+    finally:
+        os.kill(fresh_server.process.pid, signal.SIGCONT)
+    chunks.extend(stream)
+    sizes = [len(c.choices[0].logprobs.content or []) for c in chunks if c.choices and c.choices[0].logprobs]
+    # The reports that waited reached the stream together and went out as one chunk of several tokens.
+    assert max(sizes) > 1 and sum(sizes) == 64, sizes
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 64
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == client.chat.completions.create(model="smollm2", **request).choices[0].message.content
+
+
 def test_disconnect_mid_stream_aborts_the_request(fresh_server: Server) -> None:
     body = {"model": "smollm2", "messages": STORY, "max_tokens": 4000, "stream": True, "ignore_eos": True}
     before = replica(fresh_server)["generated_tokens"]
