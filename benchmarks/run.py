@@ -13,7 +13,8 @@ So rounds are many and short (`--waves`: each run sends C x 3 requests, at least
 are seconds apart, not minutes.
 
 Also measured: cold start (process start to /ready) with an empty OpenVINO model cache, warm start with it
-filled, HTTP-process event-loop lag, HTTP-process CPU seconds per 1,000 generated tokens, and the RSS of the
+filled (on CPU, where OpenArc keeps no model cache because OpenVINO 2026.4 cannot re-import it, a second start),
+HTTP-process event-loop lag, HTTP-process CPU seconds per 1,000 generated tokens, and the RSS of the
 HTTP process and of each worker. A second table splits throughput for the engine and OpenArc alike into step
 time, sequences per step and the share of the run spent inside steps: the last two are fractions of one run and
 do not move with the machine's speed, so they show where OpenArc loses even when the ratios scatter. Writes
@@ -248,7 +249,8 @@ def table(rows: list[dict[str, Any]], starts: dict[str, float]) -> str:
         "OpenArc / engine and OpenArc - engine: the medians of the rounds' own ratios and differences. "
         "Targets alternate, in turn and in reverse, "
         "with fresh prompts each run. "
-        f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled) {starts['warm_start_s']:.1f} s; "
+        f"Cold start {starts['cold_start_s']:.1f} s, warm start (model cache filled; on CPU none is kept) "
+        f"{starts['warm_start_s']:.1f} s; "
         f"RSS after the run: HTTP process {last['http_rss_mb']} MB, worker {last['worker_rss_mb']} MB."
     )
     deviations: dict[str, int] = {}

@@ -36,6 +36,7 @@ class ServerConfig(ConfigStruct):
     # Larger request bodies get 413.
     max_request_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # OpenVINO's compiled-model cache (CACHE_DIR) for every model that sets none: faster warm starts. null: off.
+    # Not for CPU models: OpenVINO 2026.4 cannot re-import their blob and would rewrite it at every start.
     model_cache_dir: str | None = "~/.cache/openarc/ov_cache"
     # Where hf:// sources are downloaded; null: the Hugging Face cache (HF_HOME, ~/.cache/huggingface).
     models_dir: str | None = None
