@@ -17,6 +17,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from benchmarks.contention import process_cpu_seconds
 from tests.server import Server, run_server, write_config
 
 STORY: list[ChatCompletionMessageParam] = [
@@ -98,12 +99,6 @@ def test_stream_interval_sends_the_same_text_in_fewer_chunks(fresh_server: Serve
     assert "".join(content) == whole
 
 
-def cpu_seconds(pid: int) -> float:
-    # /proc/<pid>/stat: utime and stime are fields 14 and 15, the 12th and 13th after the ")" of the command name.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a worker's CPU time from /proc")
 def test_a_stream_that_falls_behind_gets_the_tokens_merged_and_none_lost(fresh_server: Server) -> None:
     client = fresh_server.client()
@@ -120,9 +115,9 @@ def test_a_stream_that_falls_behind_gets_the_tokens_merged_and_none_lost(fresh_s
     # a dozen or more steps (a one-sequence step costs it ~20 ms), each a report that now waits in the socket.
     os.kill(fresh_server.process.pid, signal.SIGSTOP)
     try:
-        frozen_at = cpu_seconds(worker)
+        frozen_at = process_cpu_seconds(worker)
         deadline = time.monotonic() + 60
-        while cpu_seconds(worker) - frozen_at < 0.3:
+        while process_cpu_seconds(worker) - frozen_at < 0.3:
             assert time.monotonic() < deadline, "the worker made no progress"
             time.sleep(0.01)
     finally:
